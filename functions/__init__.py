@@ -1,0 +1,1 @@
+"""Trigger adapters: they parse, call one service and map errors, nothing more."""

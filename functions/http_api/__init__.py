@@ -1,0 +1,30 @@
+"""The HTTP API: one FastAPI app, served by uvicorn locally and by AsgiFunctionApp in Azure."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from functions.http_api import environments, jobs, problems
+from shared.bootstrap import Services
+
+API_PREFIX = "/api"  # the Functions host's route prefix; kept locally so URLs are the same everywhere
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API over these services; OpenAPI at /api/openapi.json, docs at /api/docs."""
+    app = FastAPI(title="envhub", version="0.1.0",
+                  description="Versioned environment definitions, hashed, cached and built.",
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+    app.state.services = services
+    problems.install(app)
+    root = APIRouter(prefix=API_PREFIX)
+
+    @root.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """200 when the service is ready."""
+        return {"status": "ok"}
+
+    root.include_router(environments.router)
+    root.include_router(jobs.router)
+    app.include_router(root)
+    return app

@@ -1,0 +1,132 @@
+"""Request and response bodies of the HTTP API (they are what OpenAPI shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.domain.records import Change, Description, EnvironmentRecord, JobRecord
+
+
+class BuildIn(BaseModel):
+    """A build context by the digest the contexts endpoint returned."""
+
+    model_config = ConfigDict(extra="allow")
+
+    context: str | None = Field(None, description="sha256:<64 hex> from POST /contexts")
+    dockerfile_path: str | None = Field(None, description="relative to the context; Dockerfile by default")
+
+
+class DefinitionIn(BaseModel):
+    """An Azure ML CLI v2 environment definition as JSON; conda_file inline, build by context digest."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_: str | None = Field(None, alias="$schema")
+    name: str | None = None
+    version: str | int | float | None = None
+    description: str | None = None
+    tags: dict[str, Any] | None = None
+    properties: dict[str, Any] | None = None
+    image: str | None = None
+    conda_file: dict[str, Any] | None = None
+    build: BuildIn | None = None
+    inference_config: dict[str, Any] | None = None
+    os_type: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The fields the caller set, for the domain's own checks."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class DescriptionOut(BaseModel):
+    """What envhub derives from a definition."""
+
+    hash: str
+    image: str
+    anonymous_version: str
+    kind: str
+    base_images: list[str]
+
+    @classmethod
+    def of(cls, d: Description) -> DescriptionOut:
+        return cls(hash=d.hash, image=d.image, anonymous_version=d.anonymous_version, kind=d.kind.value,
+                   base_images=d.base_images)
+
+
+class EnvironmentOut(DescriptionOut):
+    """One environment version."""
+
+    name: str
+    version: str
+    created_at: datetime
+    archived: bool
+    anonymous: bool
+    curated: bool
+    definition: dict[str, Any]
+
+    @classmethod
+    def of_record(cls, r: EnvironmentRecord) -> EnvironmentOut:
+        d = r.description
+        return cls(hash=d.hash, image=d.image, anonymous_version=d.anonymous_version, kind=d.kind.value,
+                   base_images=d.base_images, name=r.name, version=r.version, created_at=r.created_at,
+                   archived=r.archived, anonymous=r.anonymous, curated=r.curated,
+                   definition=r.definition.model_dump(mode="json", exclude_none=True))
+
+
+class EnvironmentPage(BaseModel):
+    """An Azure-style page."""
+
+    value: list[EnvironmentOut]
+    nextLink: str | None = None
+
+
+class DiffOut(BaseModel):
+    """How two versions differ."""
+
+    name: str
+    version: str
+    against: str
+    hash_changed: bool
+    changes: list[Change]
+
+
+class ContextOut(BaseModel):
+    """A stored build context."""
+
+    digest: str
+    files: int
+    size: int
+
+
+class JobIn(BaseModel):
+    """A job submission; only its environment matters to envhub, the rest is recorded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    environment: str | dict[str, Any] = Field(
+        description="'azureml:name:version', 'azureml:name@latest' or an inline definition"
+    )
+    name: str | None = None
+    command: str | None = None
+    display_name: str | None = None
+
+
+class JobOut(BaseModel):
+    """A recorded job and the environment version it used."""
+
+    id: str
+    created_at: datetime
+    environment: EnvironmentOut | None = None
+    environment_name: str
+    environment_version: str
+    environment_hash: str
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: JobRecord, env: EnvironmentRecord | None) -> JobOut:
+        return cls(id=job.id, created_at=job.created_at, environment_name=job.environment_name,
+                   environment_version=job.environment_version, environment_hash=job.environment_hash,
+                   spec=job.spec, environment=None if env is None else EnvironmentOut.of_record(env))

@@ -1,0 +1,217 @@
+// Entry point for azd: creates the envhub resource group and wires every module in infra/app together.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; used for the resource group name and to derive unique resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Location for all resources. Limited to regions that offer Flex Consumption.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Principal running azd. When set, it gets the same data-plane access as the app so it can work against the deployment locally. Leave empty to skip.')
+param principalId string = ''
+
+@description('User or ServicePrincipal; azd fills this in. Empty means User.')
+param principalType string = ''
+
+@description('SKU for the container registry. Standard gives more included storage for many environment images.')
+@allowed([
+  'Basic'
+  'Standard'
+])
+param registrySku string = 'Basic'
+
+@description('NCRONTAB (six fields, seconds first) for the scheduled patch scan of built images.')
+param patchScanSchedule string = '0 0 3 */14 * *'
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+var functionAppName = 'func-api-${resourceToken}'
+var deploymentStorageContainerName = 'deploymentpackage'
+var buildContextsContainerName = 'build-contexts'
+var cosmosDatabaseName = 'envhub'
+
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity './app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage './app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    blobContainerNames: [
+      deploymentStorageContainerName
+      buildContextsContainerName
+    ]
+    queueNames: [
+      'build-requests'
+      'job-submissions'
+    ]
+  }
+}
+
+module monitoring './app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module cosmos './app/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: 'cosmos-${resourceToken}'
+    location: location
+    tags: tags
+    databaseName: cosmosDatabaseName
+    containerNames: [
+      'environments'
+      'jobs'
+      'builds'
+    ]
+    partitionKeyPath: '/workspace'
+  }
+}
+
+module registry './app/registry.bicep' = {
+  name: 'registry'
+  scope: rg
+  params: {
+    name: 'cr${resourceToken}'
+    location: location
+    tags: tags
+    skuName: registrySku
+  }
+}
+
+// Settings the envhub code reads. Kept in one place so the app and the azd outputs below agree.
+var envhubSettings = {
+  ENVHUB_STORE: 'cosmos'
+  ENVHUB_COSMOS_ENDPOINT: cosmos.outputs.endpoint
+  ENVHUB_COSMOS_DATABASE: cosmos.outputs.databaseName
+  ENVHUB_REGISTRY: registry.outputs.loginServer
+  ENVHUB_CONTEXTS: 'blob'
+  ENVHUB_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
+  ENVHUB_QUEUE_ACCOUNT_URL: storage.outputs.queueEndpoint
+  PATCH_SCAN_SCHEDULE: patchScanSchedule
+}
+
+module api './app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    serviceName: 'api'
+    storageAccountName: storage.outputs.name
+    deploymentStorageContainerName: deploymentStorageContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    runtimeName: 'python'
+    runtimeVersion: '3.11'
+    appSettings: union(envhubSettings, {
+      // The Azure SDK's DefaultAzureCredential needs this to pick the user-assigned identity.
+      AZURE_CLIENT_ID: identity.outputs.clientId
+    })
+  }
+}
+
+module rbac './app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    cosmosAccountName: cosmos.outputs.name
+    registryName: registry.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    identityPrincipalId: identity.outputs.principalId
+    principalId: principalId
+    principalType: empty(principalType) ? 'User' : principalType
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output AZURE_FUNCTION_URI string = api.outputs.uri
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_COSMOS_ACCOUNT_NAME string = cosmos.outputs.name
+output AZURE_CONTAINER_REGISTRY_NAME string = registry.outputs.name
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString
+
+// Same values the app runs with, so `azd env get-values` is enough to run envhub locally against this deployment.
+output ENVHUB_STORE string = envhubSettings.ENVHUB_STORE
+output ENVHUB_COSMOS_ENDPOINT string = envhubSettings.ENVHUB_COSMOS_ENDPOINT
+output ENVHUB_COSMOS_DATABASE string = envhubSettings.ENVHUB_COSMOS_DATABASE
+output ENVHUB_REGISTRY string = envhubSettings.ENVHUB_REGISTRY
+output ENVHUB_CONTEXTS string = envhubSettings.ENVHUB_CONTEXTS
+output ENVHUB_BLOB_ACCOUNT_URL string = envhubSettings.ENVHUB_BLOB_ACCOUNT_URL
+output ENVHUB_QUEUE_ACCOUNT_URL string = envhubSettings.ENVHUB_QUEUE_ACCOUNT_URL
+output PATCH_SCAN_SCHEDULE string = envhubSettings.PATCH_SCAN_SCHEDULE

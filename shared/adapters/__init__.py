@@ -1,0 +1,1 @@
+"""Adapters: one per real system, each implementing a port."""

@@ -1,0 +1,70 @@
+"""Build contexts on the local disk: content-addressed blobs and manifests under the data folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from shared.domain.context import ContextManifest
+
+
+class FileContextStore:
+    """Blobs at blobs/ab/<sha256>, manifests at manifests/<hex>.json; each written to a temporary
+    file and renamed into place, so a crash leaves nothing half-written."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "blobs").mkdir(parents=True, exist_ok=True)
+        (root / "manifests").mkdir(parents=True, exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def _blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def write_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            sha = digest.hexdigest()
+            target = self._blob_path(sha)
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp, target)
+            return sha, size
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def open_blob(self, sha256: str) -> BinaryIO:
+        return self._blob_path(sha256).open("rb")
+
+    def has_blob(self, sha256: str) -> bool:
+        return self._blob_path(sha256).is_file()
+
+    def save_manifest(self, manifest: ContextManifest) -> str:
+        digest = manifest.digest
+        target = self.root / "manifests" / f"{digest.removeprefix('sha256:')}.json"
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(manifest.model_dump_json())
+            os.replace(tmp, target)
+        return digest
+
+    def load_manifest(self, digest: str) -> ContextManifest | None:
+        hex_part = digest.removeprefix("sha256:")
+        if len(hex_part) != 64 or not all(c in "0123456789abcdef" for c in hex_part):
+            return None
+        target = self.root / "manifests" / f"{hex_part}.json"
+        if not target.is_file():
+            return None
+        return ContextManifest.model_validate_json(target.read_text())

@@ -1,0 +1,1 @@
+"""The environment domain: definitions, their hash, versions. No I/O, no Azure."""

@@ -1,0 +1,50 @@
+"""The errors the domain and its use cases raise; the HTTP and CLI edges map them to problems."""
+
+from __future__ import annotations
+
+
+class EnvhubError(Exception):
+    """Base of every error envhub reports to a user."""
+
+    slug = "error"
+
+    def __init__(self, detail: str, *, where: str | None = None) -> None:
+        super().__init__(detail if where is None else f"{where}: {detail}")
+        self.detail = detail
+        self.where = where
+
+
+class InvalidDefinition(EnvhubError):
+    """The definition breaks a rule; `where` names the field or file."""
+
+    slug = "invalid-definition"
+
+
+class InvalidContext(EnvhubError):
+    """An uploaded build context is unsafe or malformed."""
+
+    slug = "invalid-context"
+
+
+class ContextTooLarge(InvalidContext):
+    """An upload exceeds the configured limits."""
+
+    slug = "context-too-large"
+
+
+class ReservedName(EnvhubError):
+    """The name belongs to a curated environment or a reserved prefix."""
+
+    slug = "reserved-name"
+
+
+class NotFound(EnvhubError):
+    """The named thing does not exist."""
+
+    slug = "not-found"
+
+
+class VersionConflict(EnvhubError):
+    """An explicit version already holds another definition."""
+
+    slug = "version-conflict"

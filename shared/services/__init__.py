@@ -1,0 +1,1 @@
+"""Use cases: what users do with environments, written against the ports."""

@@ -1,0 +1,168 @@
+"""Registering, reading, comparing and archiving environment versions in a workspace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.domain import naming
+from shared.domain.definition import Definition, Submission, parse_document
+from shared.domain.errors import InvalidDefinition, NotFound, ReservedName, VersionConflict
+from shared.domain.records import Change, Description, EnvironmentRecord, diff
+from shared.ports import EnvironmentStore
+from shared.services.catalog import Catalog
+from shared.services.contexts import ContextService
+from shared.services.describing import describe
+
+log = logging.getLogger(__name__)
+LATEST = "latest"
+# Each failed attempt means another registration of the same name won, so this bounds only
+# pathological contention, never ordinary concurrency.
+MAX_VERSION_ATTEMPTS = 1000
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registration's outcome: the version, and whether this call created it."""
+
+    record: EnvironmentRecord
+    created: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor to the next."""
+
+    items: list[EnvironmentRecord]
+    next_cursor: str | None
+
+
+class EnvironmentService:
+    """The environment use cases."""
+
+    def __init__(self, *, store: EnvironmentStore, contexts: ContextService, catalog: Catalog,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.contexts = contexts
+        self.catalog = catalog
+        self.clock = clock
+
+    def describe_document(self, document: dict[str, Any]) -> Description:
+        """Check and describe a definition without storing anything."""
+        return self.describe_submission(parse_document(document))
+
+    def describe_submission(self, submission: Submission) -> Description:
+        """Describe a parsed definition, reading its uploaded context if it has one."""
+        definition = submission.definition
+        context = None
+        if definition.build is not None:
+            context = self.contexts.get(definition.build.context)
+            if context is None:
+                raise InvalidDefinition(
+                    f"no uploaded build context has the digest {definition.build.context}; upload it first",
+                    where="build.context",
+                )
+        return describe(definition, context)
+
+    def register(self, *, workspace: str, name: str, document: dict[str, Any],
+                 version: str | None = None) -> Registered:
+        """Register a new version; an explicit version is immutable, a missing one is the next integer."""
+        naming.check_name(workspace, where="workspace")
+        naming.check_user_name(name, where="name")
+        self._refuse_curated(name)
+        if document.get("name") not in (None, name):
+            raise InvalidDefinition(f"the body names '{document['name']}' but the URL names '{name}'", where="name")
+        body_version = document.get("version")
+        if version is not None and body_version is not None and str(body_version) != version:
+            raise InvalidDefinition(f"the body says version '{body_version}' but the URL says '{version}'",
+                                    where="version")
+        submission = parse_document({**document, "name": name, "version": version or body_version})
+        described = self.describe_submission(submission)
+        if submission.version is not None:
+            return self._register_explicit(workspace, name, submission.version, described)
+        for _ in range(MAX_VERSION_ATTEMPTS):
+            candidate = naming.next_integer_version(self.store.versions(workspace, name))
+            record = self._record(workspace, name, candidate, described)
+            if self.store.insert(record):
+                log.info("registered %s:%s in %s (hash %s)", name, candidate, workspace, described.hash[:12])
+                return Registered(record, True)
+        raise VersionConflict(f"could not allocate a version for '{name}' under contention; retry", where="version")
+
+    def _register_explicit(self, workspace: str, name: str, version: str, described: Description) -> Registered:
+        record = self._record(workspace, name, version, described)
+        if self.store.insert(record):
+            log.info("registered %s:%s in %s (hash %s)", name, version, workspace, described.hash[:12])
+            return Registered(record, True)
+        existing = self.store.get(workspace, name, version)
+        if existing is not None and existing.definition == described.definition:
+            return Registered(existing, False)
+        raise VersionConflict(
+            f"version '{version}' of '{name}' already exists with another definition; versions are immutable, "
+            "so register this one under a new version (or leave the version out)",
+            where="version",
+        )
+
+    def _record(self, workspace: str, name: str, version: str, described: Description,
+                anonymous: bool = False) -> EnvironmentRecord:
+        return EnvironmentRecord(workspace=workspace, name=name, version=version, description=described,
+                                 anonymous=anonymous, created_at=self.clock())
+
+    def _refuse_curated(self, name: str) -> None:
+        if self.catalog.get(name) is not None:
+            raise ReservedName(
+                f"'{name}' is a curated environment and is read-only; to change it, register your "
+                "version under a new name",
+                where="name",
+            )
+
+    def register_anonymous(self, *, workspace: str, definition: Definition) -> Registered:
+        """Record an inline job environment under Azure ML's anonymous name and its content version."""
+        described = self.describe_submission(Submission(name=None, version=None, definition=definition))
+        return self._register_explicit(workspace, naming.ANONYMOUS_NAME, described.anonymous_version, described)
+
+    def get(self, *, workspace: str, name: str, version: str) -> EnvironmentRecord:
+        """One version, or the latest when `version` is 'latest'; curated names resolve in the catalog."""
+        curated = self.catalog.get(name)
+        if curated is not None and version in (LATEST, curated.version):
+            return curated
+        record = (self.store.latest(workspace, name) if version == LATEST
+                  else self.store.get(workspace, name, version))
+        if record is None:
+            what = f"'{name}'" if version == LATEST else f"version '{version}' of '{name}'"
+            raise NotFound(f"{what} is not registered in workspace '{workspace}'", where=f"{name}:{version}")
+        return record
+
+    def list_latest(self, *, workspace: str, top: int, cursor: str | None) -> Page:
+        """Latest version of each name, anonymous and archived hidden."""
+        items = self.store.list_latest(workspace, top=top, after=cursor)
+        return Page(items, items[-1].name if len(items) == top else None)
+
+    def history(self, *, workspace: str, name: str, top: int, cursor: str | None) -> Page:
+        """Every version of a name, newest first."""
+        before = int(cursor) if cursor and cursor.isdigit() else None
+        rows = self.store.history(workspace, name, top=top, before=before)
+        if not rows and before is None:
+            curated = self.catalog.get(name)
+            if curated is not None:
+                return Page([curated], None)
+            raise NotFound(f"'{name}' is not registered in workspace '{workspace}'", where=name)
+        return Page([record for _, record in rows], str(rows[-1][0]) if len(rows) == top else None)
+
+    def diff(self, *, workspace: str, name: str, version: str, against: str) -> tuple[list[Change], bool]:
+        """Changed fields between two versions, and whether the hash (so the image) changed."""
+        after = self.get(workspace=workspace, name=name, version=version)
+        before = self.get(workspace=workspace, name=name, version=against)
+        return diff(before, after), before.description.hash != after.description.hash
+
+    def set_archived(self, *, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord:
+        """Archive (hide from listings and 'latest') or restore a version."""
+        if self.catalog.get(name) is not None:
+            raise ReservedName(f"'{name}' is curated and read-only", where="name")
+        record = self.store.set_archived(workspace, name, version, archived)
+        if record is None:
+            raise NotFound(f"version '{version}' of '{name}' is not registered in workspace '{workspace}'",
+                           where=f"{name}:{version}")
+        return record

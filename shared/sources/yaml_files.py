@@ -1,0 +1,90 @@
+"""Azure ML CLI v2 environment YAML files and the files they name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.domain.errors import InvalidDefinition
+
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class LoadedDocument:
+    """A definition read from disk: fields as a mapping (conda inline), and the context folder if any."""
+
+    document: dict[str, Any]
+    source: Path
+    context_dir: Path | None = None
+    curated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a syntax error names the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf8")
+    except FileNotFoundError as error:
+        raise InvalidDefinition("the file does not exist", where=str(path)) from error
+    except (IsADirectoryError, UnicodeDecodeError) as error:
+        raise InvalidDefinition(f"cannot be read as a YAML text file ({error.__class__.__name__})",
+                                where=str(path)) from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise InvalidDefinition(f"malformed YAML: {problem}", where=where) from error
+
+
+def load_environment_yaml(path: Path) -> LoadedDocument:
+    """Read an environment YAML: conda_file paths are read in, build.path checked to stay in the folder."""
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise InvalidDefinition("an environment YAML is a mapping of fields", where=str(path))
+    return resolve_files(doc, path)
+
+
+def resolve_files(doc: dict[str, Any], path: Path) -> LoadedDocument:
+    """Replace a conda_file path by its content and locate a build context, relative to `path`'s folder."""
+    folder = path.parent
+    doc = dict(doc)
+    conda = doc.get("conda_file")
+    if isinstance(conda, str):
+        conda_path = folder / conda
+        if not conda_path.is_file():
+            raise InvalidDefinition(f"the conda file '{conda}' does not exist (looked in {folder.name}/)",
+                                    where=f"{path}#conda_file")
+        doc["conda_file"] = read_yaml(conda_path)
+        if doc["conda_file"] is None:
+            raise InvalidDefinition(f"the conda file '{conda}' is empty", where=f"{path}#conda_file")
+    context_dir = None
+    build = doc.get("build")
+    if isinstance(build, dict) and "path" in build:
+        context_dir = context_folder(folder, build["path"], where=f"{path}#build.path")
+        doc["build"] = {k: v for k, v in build.items() if k != "path"}
+    return LoadedDocument(document=doc, source=path, context_dir=context_dir)
+
+
+def context_folder(folder: Path, value: object, *, where: str) -> Path:
+    """The build context named by `build.path`: a folder inside the YAML's own folder."""
+    if not isinstance(value, str) or not value:
+        raise InvalidDefinition("build.path is a folder relative to the YAML file", where=where)
+    if "://" in value or "#" in value:
+        raise InvalidDefinition(f"'{value}' is a remote location; envhub builds from local folders", where=where)
+    candidate = Path(value)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise InvalidDefinition(f"'{value}' leaves the YAML's folder; keep the build context beside the YAML",
+                                where=where)
+    resolved = (folder / candidate).resolve()
+    root = folder.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise InvalidDefinition(f"'{value}' is a link to outside the YAML's folder", where=where)
+    if not resolved.is_dir():
+        raise InvalidDefinition(f"the build context folder '{value}' does not exist", where=where)
+    return resolved
