@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared.domain.context import ContextManifest, included_files
-from shared.domain.definition import Definition
+from shared.domain.definition import Definition, Kind
 
 # Part of the canonical form: changing anything in it changes every hash and so invalidates every
 # cached image. Bump it whenever the canonical form changes.
@@ -30,7 +30,7 @@ def canonical_form(definition: Definition, context: ResolvedContext | None = Non
     """Everything that shapes the image, and nothing that does not (name, version, description, tags)."""
     form: dict[str, Any] = {
         "scheme": SCHEME,
-        "kind": definition.kind.value,
+        "kind": build_kind(definition).value,
         "image": definition.image,
         "conda": definition.conda_file,
         "inference_config": definition.inference_config,
@@ -47,6 +47,16 @@ def canonical_form(definition: Definition, context: ResolvedContext | None = Non
             "files": [[f.path, f.executable, f.sha256] for f in files],
         }
     return form
+
+
+def build_kind(definition: Definition) -> Kind:
+    """The kind as far as the image is concerned: a curated environment is built like any Docker build,
+    so a copy registered under a new name shares its image."""
+    if definition.kind is not Kind.CURATED:
+        return definition.kind
+    if definition.build is not None:
+        return Kind.DOCKER_BUILD
+    return Kind.SYSTEM_MANAGED if definition.conda_file is not None else Kind.USER_IMAGE
 
 
 def canonical_bytes(form: dict[str, Any]) -> bytes:

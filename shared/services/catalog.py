@@ -7,13 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.domain.definition import parse_document
 from shared.domain.errors import EnvhubError
 from shared.domain.records import EnvironmentRecord
 from shared.services.contexts import ContextService
-from shared.services.describing import describe
-from shared.sources.curated_assets import is_asset_folder, load_asset
-from shared.sources.folders import ContextFolder
+from shared.sources.curated_assets import is_asset_folder
+from shared.sources.local import describe_local
 
 log = logging.getLogger(__name__)
 CURATED_WORKSPACE = "azureml"  # Azure ML's shared registry of curated environments
@@ -34,23 +32,16 @@ class Catalog:
             return cls(records)
         for asset in sorted(p for p in folder.iterdir() if is_asset_folder(p)):
             try:
-                loaded = load_asset(asset)
-                submission = parse_document(loaded.document, curated=True, where=str(asset.name))
-                source = None
-                definition = submission.definition
-                if loaded.context_dir is not None:
-                    source = ContextFolder(loaded.context_dir)
-                    contexts.import_source(source)
-                    build = {**loaded.document["build"], "context": source.manifest.digest}
-                    definition = parse_document({**loaded.document, "build": build}, curated=True).definition
-                described = describe(definition, source)
+                local = describe_local(asset)
+                if local.context is not None:
+                    contexts.import_source(local.context)  # so builds and reads find it by digest
             except EnvhubError as error:
                 log.warning("curated asset %s left out: %s", asset.name, error)
                 continue
-            name = submission.name or asset.name
+            name = local.submission.name or asset.name
             records[name.lower()] = EnvironmentRecord(
-                workspace=CURATED_WORKSPACE, name=name, version=submission.version or "1",
-                description=described, curated=True, created_at=clock(),
+                workspace=CURATED_WORKSPACE, name=name, version=local.submission.version or "1",
+                description=local.description, curated=True, created_at=clock(),
             )
         log.info("curated catalog: %d environments from %s", len(records), folder)
         return cls(records)

@@ -91,8 +91,9 @@ class EnvironmentService:
                 return Registered(record, True)
         raise VersionConflict(f"could not allocate a version for '{name}' under contention; retry", where="version")
 
-    def _register_explicit(self, workspace: str, name: str, version: str, described: Description) -> Registered:
-        record = self._record(workspace, name, version, described)
+    def _register_explicit(self, workspace: str, name: str, version: str, described: Description,
+                           anonymous: bool = False) -> Registered:
+        record = self._record(workspace, name, version, described, anonymous)
         if self.store.insert(record):
             log.info("registered %s:%s in %s (hash %s)", name, version, workspace, described.hash[:12])
             return Registered(record, True)
@@ -121,7 +122,8 @@ class EnvironmentService:
     def register_anonymous(self, *, workspace: str, definition: Definition) -> Registered:
         """Record an inline job environment under Azure ML's anonymous name and its content version."""
         described = self.describe_submission(Submission(name=None, version=None, definition=definition))
-        return self._register_explicit(workspace, naming.ANONYMOUS_NAME, described.anonymous_version, described)
+        return self._register_explicit(workspace, naming.ANONYMOUS_NAME, described.anonymous_version, described,
+                                       anonymous=True)
 
     def get(self, *, workspace: str, name: str, version: str) -> EnvironmentRecord:
         """One version, or the latest when `version` is 'latest'; curated names resolve in the catalog."""

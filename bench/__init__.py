@@ -1,0 +1,1 @@
+"""envhub's benchmark suite: each figure is a ratio against a baseline measured in the same run."""

@@ -1,0 +1,59 @@
+"""`python -m bench`: run every benchmark and print one table of ratios against same-run baselines."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import context_hashing, http_registrations
+from bench.timing import Row
+
+
+def machine() -> str:
+    """One line naming the machine, with no paths in it."""
+    cpus = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
+    return (f"machine: {platform.system()} {platform.machine()}, {cpus} CPUs ({usable} usable), "
+            f"{platform.python_implementation()} {platform.python_version()}")
+
+
+def table(rows: list[Row]) -> Table:
+    """The report: ratio = envhub throughput / baseline throughput, higher is better."""
+    out = Table("benchmark", "envhub figure", "baseline figure", "ratio", "goal", "verdict")
+    for row in rows:
+        goal = "info" if row.goal is None else f">= {row.goal:.2f}"
+        style = {"meets": "green", "misses": "red"}.get(row.verdict, "")
+        out.add_row(row.benchmark, row.envhub, row.baseline, f"{row.ratio:.2f}", goal,
+                    f"[{style}]{row.verdict}[/]" if style else row.verdict)
+    return out
+
+
+def main() -> None:
+    """Run the suite in one temporary folder, removed at the end whatever happens."""
+    console = Console()
+    if not console.is_terminal:  # rich falls back to 80 columns when piped, which wraps every row
+        console = Console(width=120)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="envhub-bench-") as tmp:
+        root = Path(tmp)
+        (root / "hashing").mkdir()
+        (root / "http").mkdir()
+        console.print("hashing a generated build context ...")
+        summary, rows = context_hashing.run(root / "hashing")
+        console.print("registering over HTTP ...")
+        rows += http_registrations.run(root / "http")
+    console.print(machine(), highlight=False)
+    console.print(f"{summary}; {http_registrations.REQUESTS} requests per HTTP side; best of "
+                  f"{context_hashing.REPEATS} / {http_registrations.REPEATS} interleaved runs; "
+                  f"suite took {time.perf_counter() - started:.0f}s", highlight=False)
+    console.print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

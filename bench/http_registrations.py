@@ -1,0 +1,157 @@
+"""Benchmark 2: registrations per second over HTTP, against the trivial health route of the same server."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.timing import Row, best_of
+
+HOST = "127.0.0.1"
+REQUESTS = 300
+THREADS = 4
+REPEATS = 5
+WARMUP = 20
+GOAL = 0.3
+START_TIMEOUT = 60.0
+WORKSPACE = "bench"
+DEFINITION: dict[str, Any] = {
+    "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+    "conda_file": {"channels": ["conda-forge"], "dependencies": ["python=3.11", {"pip": ["numpy==1.26.4"]}]},
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port the kernel has just handed out on the loopback address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(data_dir: Path) -> Iterator[str]:
+    """`envhub serve` in its own process (so the client's threads do not share its GIL); yields its /api URL."""
+    port = free_port()
+    log_path = data_dir.parent / "server.log"
+    # The console script's own module, run with this interpreter: the same code as .venv/bin/envhub.
+    command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
+               "--data-dir", str(data_dir)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://{HOST}:{port}/api"
+    try:
+        _wait_ready(process, base, log_path)
+        yield base
+    finally:
+        process.terminate()  # SIGTERM: uvicorn shuts down cleanly
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"envhub serve exited with {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise RuntimeError(f"envhub serve did not answer /api/health within {START_TIMEOUT:.0f}s")
+
+
+class Load:
+    """The two request kinds, each checked for its expected status; names never repeat, so each POST creates."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self._names = itertools.count()
+        self._lock = threading.Lock()  # itertools.count is not documented as thread-safe
+
+    def health(self, client: httpx.Client) -> None:
+        """GET /api/health: FastAPI's routing and serialisation with no work behind them."""
+        _expect(client.get(f"{self.base}/health"), 200)
+
+    def register(self, client: httpx.Client) -> None:
+        """POST a new system-managed environment (201)."""
+        with self._lock:
+            index = next(self._names)
+        url = f"{self.base}/workspaces/{WORKSPACE}/environments/env-{index}/versions"
+        _expect(client.post(url, json=DEFINITION), 201)
+
+
+def _expect(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path} answered "
+                           f"{response.status_code}, expected {status}: {response.text[:500]}")
+
+
+def sequential(client: httpx.Client, call: Callable[[httpx.Client], None]) -> Callable[[], None]:
+    """REQUESTS calls one after another on one keep-alive connection."""
+    def go() -> None:
+        for _ in range(REQUESTS):
+            call(client)
+    return go
+
+
+def concurrent(clients: list[httpx.Client], call: Callable[[httpx.Client], None]) -> Callable[[], None]:
+    """REQUESTS calls shared among one thread per client, each on its own keep-alive connection."""
+    def go() -> None:
+        errors: list[BaseException] = []
+
+        def worker(client: httpx.Client, count: int) -> None:
+            try:
+                for _ in range(count):
+                    call(client)
+            except BaseException as error:  # re-raised in the caller: a thread's failure must not pass silently
+                errors.append(error)
+
+        share = [REQUESTS // len(clients) + (i < REQUESTS % len(clients)) for i in range(len(clients))]
+        threads = [threading.Thread(target=worker, args=(c, n)) for c, n in zip(clients, share, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+    return go
+
+
+def run(root: Path) -> list[Row]:
+    """Serve from a fresh data folder under `root` and time both routes, sequentially and with THREADS clients."""
+    data_dir = root / "data"
+    with ExitStack() as stack:
+        base = stack.enter_context(server(data_dir))
+        load = Load(base)
+        clients = [stack.enter_context(httpx.Client(timeout=30.0)) for _ in range(THREADS)]
+        for _ in range(WARMUP):  # first requests pay for lazy imports and the SQLite connection: keep them out
+            load.health(clients[0])
+            load.register(clients[0])
+        reg, health = best_of([sequential(clients[0], load.register), sequential(clients[0], load.health)], REPEATS)
+        reg_n, health_n = best_of([concurrent(clients, load.register), concurrent(clients, load.health)], REPEATS)
+    rows = []
+    for label, goal, reg_time, health_time in (
+        ("registrations over HTTP, 1 client", GOAL, reg, health),
+        (f"registrations over HTTP, {THREADS} client threads", None, reg_n, health_n),
+    ):
+        rows.append(Row(label, f"{REQUESTS / reg_time:,.0f} reg/s", f"{REQUESTS / health_time:,.0f} health/s",
+                        health_time / reg_time, goal))
+    return rows
