@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -16,8 +15,8 @@ from cli.client import ApiError, Client, Unreachable
 from shared.domain.errors import EnvhubError
 
 app = typer.Typer(help="envhub: versioned, hashed, cached environments for ML teams.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 Url = Annotated[str, typer.Option(envvar="ENVHUB_URL", help="The envhub service.")]
 Workspace = Annotated[str, typer.Option(envvar="ENVHUB_WORKSPACE", help="The workspace.")]
@@ -67,7 +66,6 @@ def serve(
     from shared.bootstrap import build_services
     from shared.settings import Settings
 
-    os.environ.setdefault("ENVHUB_DATA_DIR", str(data_dir))
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if curated_dir is not None:
         overrides["curated_dir"] = curated_dir
@@ -147,7 +145,7 @@ def list_(url: Url = DEFAULT_URL, workspace: Workspace = "default", as_json: Jso
         return
     table = Table("name", "version", "kind", "hash", "created")
     for item in items:
-        table.add_row(item["name"], item["version"], item["kind"], item["hash"][:12], item["created_at"][:19])
+        table.add_row(item["name"], item["version"], item["kind"], item["hash"][:12], item["created_at"][:16].replace("T", " "))
     out.print(table)
 
 

@@ -18,8 +18,8 @@ class EnvironmentStore(Protocol):
     def get(self, workspace: str, name: str, version: str) -> EnvironmentRecord | None:
         """One version."""
 
-    def versions(self, workspace: str, name: str) -> list[str]:
-        """Every version string of a name, archived ones included."""
+    def highest_integer_version(self, workspace: str, name: str) -> int:
+        """The highest all-digit version of a name (archived ones included), 0 when there is none."""
 
     def latest(self, workspace: str, name: str) -> EnvironmentRecord | None:
         """The most recently created version that is not archived."""

@@ -64,11 +64,13 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else EnvironmentRecord.model_validate_json(row[0])
 
-    def versions(self, workspace: str, name: str) -> list[str]:
-        rows = self._connection().execute(
-            "SELECT version FROM environments WHERE workspace = ? AND name = ?", (workspace, name)
-        ).fetchall()
-        return [row[0] for row in rows]
+    def highest_integer_version(self, workspace: str, name: str) -> int:
+        row = self._connection().execute(
+            "SELECT MAX(CAST(version AS INTEGER)) FROM environments WHERE workspace = ? AND name = ? "
+            "AND version NOT GLOB '*[^0-9]*'",
+            (workspace, name),
+        ).fetchone()
+        return int(row[0] or 0)
 
     def latest(self, workspace: str, name: str) -> EnvironmentRecord | None:
         row = self._connection().execute(

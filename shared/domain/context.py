@@ -6,6 +6,7 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Iterable
+from functools import cached_property
 
 from docker.utils.build import PatternMatcher
 from pydantic import BaseModel, ConfigDict
@@ -47,7 +48,7 @@ class ContextManifest(BaseModel):
         folders = sorted({check_member_path(d) for d in dirs} | _parents(seen))
         return cls(files=tuple(entries), dirs=tuple(folders))
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """The context's content address: sha256 over its canonical JSON form."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -58,12 +59,14 @@ class ContextManifest(BaseModel):
         """Total bytes of file content."""
         return sum(f.size for f in self.files)
 
+    @cached_property
+    def by_path(self) -> dict[str, FileEntry]:
+        """Entries by path."""
+        return {entry.path: entry for entry in self.files}
+
     def get(self, path: str) -> FileEntry | None:
         """The entry at `path`, if any."""
-        for entry in self.files:
-            if entry.path == path:
-                return entry
-        return None
+        return self.by_path.get(path)
 
 
 def _parents(paths: Iterable[str]) -> set[str]:

@@ -12,7 +12,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Versions are free text in Azure ML, but these characters would make `name:version`,
 # `name@label` and URL paths ambiguous, so they are refused.
 _VERSION_FORBIDDEN = re.compile(r"[\s/\\:@#?%]|[\x00-\x1f\x7f]")
-RESERVED_PREFIXES = ("azureml-", "microsoft")
+RESERVED_PREFIXES = ("AzureML-", "Microsoft")
 
 
 def check_name(name: object, *, where: str = "name") -> str:
@@ -34,7 +34,7 @@ def check_user_name(name: object, *, where: str = "name") -> str:
     checked = check_name(name, where=where)
     lowered = checked.lower()
     for prefix in RESERVED_PREFIXES:
-        if lowered.startswith(prefix):
+        if lowered.startswith(prefix.lower()):
             raise ReservedName(
                 f"names starting '{prefix}' (any case) are reserved for curated environments; "
                 "choose a new name for your environment",
@@ -65,9 +65,3 @@ def check_version(version: object, *, where: str = "version") -> str:
     if bad:
         raise InvalidDefinition(f"the version '{text}' contains {bad.group()!r}, which is not allowed", where=where)
     return text
-
-
-def next_integer_version(existing: list[str]) -> str:
-    """The version a registration without one receives: one more than the highest integer version."""
-    highest = max((int(v) for v in existing if v.isdigit()), default=0)
-    return str(highest + 1)

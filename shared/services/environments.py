@@ -84,7 +84,7 @@ class EnvironmentService:
         if submission.version is not None:
             return self._register_explicit(workspace, name, submission.version, described)
         for _ in range(MAX_VERSION_ATTEMPTS):
-            candidate = naming.next_integer_version(self.store.versions(workspace, name))
+            candidate = str(self.store.highest_integer_version(workspace, name) + 1)
             record = self._record(workspace, name, candidate, described)
             if self.store.insert(record):
                 log.info("registered %s:%s in %s (hash %s)", name, candidate, workspace, described.hash[:12])

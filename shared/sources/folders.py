@@ -53,7 +53,6 @@ class ContextFolder:
                 rel = path.relative_to(self.root).as_posix()
                 if path.is_symlink():
                     target = _inside(self.root, path)
-                    subdirs.remove(name)  # a linked folder is refused rather than walked twice
                     raise InvalidContext(f"'{rel}' links to the folder '{target.name}'; copy it instead", where=rel)
                 dirs.append(rel)
             for name in names:
