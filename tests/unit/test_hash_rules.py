@@ -11,7 +11,7 @@ import yaml
 
 from shared.domain import anonymous, hashing
 from shared.domain.context import ContextManifest, FileEntry
-from shared.domain.definition import Definition, parse_document
+from shared.domain.definition import Definition, Kind, parse_document
 from shared.domain.hashing import ResolvedContext, canonical_form, definition_hash, image_name
 
 BASE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20240101.v1"
@@ -211,7 +211,12 @@ def test_inference_config_changes_hash() -> None:
 
 
 def test_kind_matters() -> None:
-    assert definition_hash(_defn(_doc(), curated=True)) != definition_hash(_defn(_doc()))
+    user = Definition(kind=Kind.USER_IMAGE, image=BASE)
+    assert definition_hash(user) != definition_hash(user.model_copy(update={"kind": Kind.SYSTEM_MANAGED}))
+
+
+def test_curated_copy_shares_hash_with_user_copy() -> None:
+    assert definition_hash(_defn(_doc(), curated=True)) == definition_hash(_defn(_doc()))
 
 
 def test_hash_is_64_lowercase_hex() -> None:
