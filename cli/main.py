@@ -145,7 +145,8 @@ def list_(url: Url = DEFAULT_URL, workspace: Workspace = "default", as_json: Jso
         return
     table = Table("name", "version", "kind", "hash", "created")
     for item in items:
-        table.add_row(item["name"], item["version"], item["kind"], item["hash"][:12], item["created_at"][:16].replace("T", " "))
+        created = item["created_at"][:16].replace("T", " ")
+        table.add_row(item["name"], item["version"], item["kind"], item["hash"][:12], created)
     out.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -16,7 +17,7 @@ KNOWN_FIELDS = frozenset(
      "inference_config", "os_type", "datastore", "intellectual_property"}
 )
 OS_TYPES = ("linux", "windows")
-CONTEXT_DIGEST_PREFIX = "sha256:"
+_CONTEXT_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class Kind(StrEnum):
@@ -130,7 +131,7 @@ def _build(value: object, where: str) -> BuildSpec:
             where=f"{where}.path",
         )
     context = value.get("context")
-    if not isinstance(context, str) or not context.startswith(CONTEXT_DIGEST_PREFIX) or len(context) != 71:
+    if not isinstance(context, str) or not _CONTEXT_DIGEST.fullmatch(context):
         raise InvalidDefinition("'build.context' must be a context digest 'sha256:<64 hex>'", where=f"{where}.context")
     dockerfile = value.get("dockerfile_path")
     try:

@@ -28,6 +28,9 @@ def base_images(text: str, *, where: str = "Dockerfile") -> list[str]:
     froms = [item for item in parser.structure if item["instruction"] == "FROM"]
     if not froms:
         raise InvalidDefinition("the Dockerfile has no FROM instruction", where=where)
+    for item in froms:
+        if not item["value"].strip():
+            raise InvalidDefinition(f"line {item['startline'] + 1}: FROM names no image", where=where)
     stages: set[str] = set()
     images: list[str] = []
     for item, parent in zip(froms, parser.parent_images, strict=True):

@@ -48,3 +48,19 @@ class VersionConflict(EnvhubError):
     """An explicit version already holds another definition."""
 
     slug = "version-conflict"
+
+
+class RegistryUnavailable(EnvhubError):
+    """The registry could not answer (auth refused, server error, timeout): never a cache miss."""
+
+    slug = "registry-unavailable"
+
+    def __init__(self, detail: str, *, where: str | None = None, retry_after: int = 30) -> None:
+        super().__init__(detail, where=where)
+        self.retry_after = retry_after
+
+
+class NothingToBuild(EnvhubError):
+    """The environment's image is the user's own; envhub does not build it."""
+
+    slug = "nothing-to-build"

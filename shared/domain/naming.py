@@ -8,7 +8,7 @@ from shared.domain.errors import InvalidDefinition, ReservedName
 
 ANONYMOUS_NAME = "CliV2AnonymousEnvironment"
 NAME_MAX = 255
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Versions are free text in Azure ML, but these characters would make `name:version`,
 # `name@label` and URL paths ambiguous, so they are refused.
 _VERSION_FORBIDDEN = re.compile(r"[\s/\\:@#?%]|[\x00-\x1f\x7f]")
@@ -21,7 +21,7 @@ def check_name(name: object, *, where: str = "name") -> str:
         raise InvalidDefinition("a name is required (a non-empty string)", where=where)
     if len(name) > NAME_MAX:
         raise InvalidDefinition(f"the name has {len(name)} characters; at most {NAME_MAX} are allowed", where=where)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidDefinition(
             f"'{name}' is not a valid name: use letters, digits, '-', '_' and '.', starting with a letter or digit",
             where=where,

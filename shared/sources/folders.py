@@ -23,11 +23,16 @@ def file_sha256(path: Path) -> str:
 
 
 def _inside(root: Path, path: Path) -> Path:
-    """Resolve a link and refuse it when it points out of the context folder."""
-    target = path.resolve()
+    """Resolve a link and refuse it when it loops, dangles or points out of the context folder."""
+    rel = path.relative_to(root).as_posix()
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError as error:  # Python 3.11 reports a loop this way
+        raise InvalidContext(f"'{rel}' is a link that loops back on itself", where=rel) from error
+    except OSError as error:
+        raise InvalidContext(f"'{rel}' is a link to nothing (its target does not exist)", where=rel) from error
     if target != root and root not in target.parents:
-        raise InvalidContext(f"'{path.relative_to(root).as_posix()}' is a link to outside the build context",
-                             where=path.relative_to(root).as_posix())
+        raise InvalidContext(f"'{rel}' is a link to outside the build context", where=rel)
     return target
 
 

@@ -55,7 +55,8 @@ def test_executable_bit_is_part_of_the_context(api: TestClient) -> None:
     a = upload(api, tar_gz(GOOD)).json()["digest"]
     b = upload(api, tar_gz(plain)).json()["digest"]
     assert a != b
-    assert register(api, "x", {"build": {"context": a}})["hash"] != register(api, "y", {"build": {"context": b}})["hash"]
+    hash_a = register(api, "x", {"build": {"context": a}})["hash"]
+    assert hash_a != register(api, "y", {"build": {"context": b}})["hash"]
 
 
 @pytest.mark.parametrize(
