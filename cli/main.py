@@ -58,10 +58,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(help="Where the store and contexts live.")] = Path(".envhub"),
     curated_dir: Annotated[Path | None, typer.Option(help="A folder of curated asset layouts.")] = None,
+    registry_port: Annotated[int | None, typer.Option(help="Port of the local registry (default 5000).")] = None,
 ) -> None:
     """Run the local service: the HTTP API under /api, data under --data-dir."""
     import uvicorn
 
+    from cli.serve import local_stack
     from functions.http_api import create_app
     from shared.bootstrap import build_services
     from shared.settings import Settings
@@ -69,10 +71,17 @@ def serve(
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if curated_dir is not None:
         overrides["curated_dir"] = curated_dir
+    if registry_port is not None:
+        overrides["registry_port"] = registry_port
     settings = Settings(**overrides)
-    application = create_app(build_services(settings))
-    err.print(f"envhub serving on http://{host}:{port}/api (docs at /api/docs), data in {data_dir}")
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower())
+    services = build_services(settings)
+    try:
+        with local_stack(services):
+            err.print(f"envhub serving on http://{host}:{port}/api (docs at /api/docs), data in {data_dir}, "
+                      f"registry {settings.registry_host}")
+            uvicorn.run(create_app(services), host=host, port=port, log_level=settings.log_level.lower())
+    except EnvhubError as error:
+        fail(f"envhub cannot start: {error}", 1)
 
 
 @app.command("hash")
@@ -221,6 +230,78 @@ def archive(ref: str, url: Url = DEFAULT_URL, workspace: Workspace = "default") 
 def restore(ref: str, url: Url = DEFAULT_URL, workspace: Workspace = "default") -> None:
     """Undo an archive."""
     _set_archived(ref, url, workspace, "restore")
+
+
+@app.command()
+def build(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@latest")],
+    url: Url = DEFAULT_URL,
+    workspace: Workspace = "default",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the build to its end.")] = True,
+    as_json: Json = False,
+    poll: Annotated[float, typer.Option(help="Seconds between log polls.")] = 1.0,
+) -> None:
+    """Ensure an environment's image: a cache hit, or a build whose log is streamed while it runs."""
+    name, version = split_ref(ref)
+    client = Client(url, workspace)
+    ensured = api(client.call, "POST", client.ws(f"/environments/{name}/versions/{version}/image"))
+    result: dict[str, Any] = {"status": ensured["status"], "image": ensured["image"], "digest": ensured["digest"],
+                              "cached": ensured["cached"], "build_id": ensured["build_id"]}
+    if not ensured["cached"] and wait:
+        build_record = follow(client, ensured["build_id"], quiet=as_json, poll=poll)
+        result.update(status=build_record["status"], digest=build_record["digest"])
+        if build_record["status"] != "succeeded" and not as_json:
+            err.print(f"build {build_record['status']}: {build_record['reason']}")
+    if as_json:
+        print(json.dumps(result))
+    elif result["cached"]:
+        out.print(f"cached: {result['image']}@{result['digest']}")
+    elif result["status"] == "succeeded":
+        out.print(f"built: {result['image']}@{result['digest']}")
+    else:
+        out.print(f"build {result['build_id']}: {result['status']}")
+    if result["status"] in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+def follow(client: Client, build_id: str, *, quiet: bool, poll: float) -> dict[str, Any]:
+    """Stream a build's log until it finishes; return its record."""
+    import time
+
+    offset = 0
+    with err.status(f"build {build_id[:12]}: waiting") as status:
+        while True:
+            page = api(client.call, "GET", client.ws(f"/builds/{build_id}/log"), params={"offset": offset})
+            offset = page["next_offset"]
+            if not quiet:
+                for line in page["lines"]:
+                    err.print(line, markup=False, highlight=False)
+            status.update(f"build {build_id[:12]}: {page['status']} ({offset} log lines)")
+            if page["finished"]:
+                record: dict[str, Any] = api(client.call, "GET", client.ws(f"/builds/{build_id}"))
+                return record
+            time.sleep(poll)
+
+
+@app.command()
+def image(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@latest")],
+    url: Url = DEFAULT_URL,
+    workspace: Workspace = "default",
+    as_json: Json = False,
+) -> None:
+    """An environment's image details: name, whether it exists, digest, Dockerfile, build status."""
+    name, version = split_ref(ref)
+    client = Client(url, workspace)
+    details = api(client.call, "GET", client.ws(f"/environments/{name}/versions/{version}/image"))
+    if as_json:
+        print(json.dumps(details))
+        return
+    for key in ("image", "exists", "digest", "build_status", "base_digests"):
+        out.print(f"[bold]{key}[/]: {details[key]}")
+    if details["dockerfile"]:
+        out.print("[bold]dockerfile[/]:")
+        out.print(details["dockerfile"], markup=False, highlight=False)
 
 
 def main() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from shared.domain.builds import BuildRecord, BuiltImage
 from shared.domain.context import ContextManifest
+from shared.domain.images import ImageRef
 from shared.domain.records import EnvironmentRecord, JobRecord
 
 
@@ -73,3 +77,84 @@ class ContextStore(Protocol):
 
     def load_manifest(self, digest: str) -> ContextManifest | None:
         """A stored manifest by digest."""
+
+
+class Registry(Protocol):
+    """A container registry, read through the OCI distribution API."""
+
+    def head(self, ref: ImageRef) -> str | None:
+        """The manifest digest `ref` names, or None when the registry answers 404 (a cache miss).
+        Anything else that is not an answer (401, 403, 5xx, timeouts, refused connections) raises
+        RegistryUnavailable after retries: an outage is never a miss."""
+
+    def tags(self, registry: str, repository: str) -> list[str]:
+        """Every tag of a repository, following `Link` pagination; RegistryUnavailable as for head."""
+
+
+class BuildStore(Protocol):
+    """Build records, their logs, and the one-active-build-per-hash rule."""
+
+    def start_or_join(self, record: BuildRecord) -> tuple[BuildRecord, bool]:
+        """Create `record` unless a build of its hash is unfinished; then return that one (False)."""
+
+    def get(self, build_id: str) -> BuildRecord | None:
+        """One build."""
+
+    def latest_for_hash(self, hash_hex: str) -> BuildRecord | None:
+        """The newest build of a hash."""
+
+    def count_for_hash(self, hash_hex: str) -> int:
+        """How many builds a hash has had."""
+
+    def update(self, record: BuildRecord) -> None:
+        """Save a changed record; a finished one frees its hash for a new build."""
+
+    def request_cancel(self, build_id: str) -> BuildRecord | None:
+        """Flag a build for cancellation."""
+
+    def append_log(self, build_id: str, lines: list[str]) -> None:
+        """Add lines to a build's log."""
+
+    def read_log(self, build_id: str, offset: int) -> list[str]:
+        """Lines from `offset` on."""
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """A received message; its receipt proves the receiver still holds it."""
+
+    id: str
+    receipt: str
+    body: str
+    dequeue_count: int
+
+
+class Queue(Protocol):
+    """A durable queue with visibility timeouts, as Azure Storage queues behave."""
+
+    def send(self, body: str) -> None:
+        """Enqueue a message."""
+
+    def receive(self, visibility_timeout: float) -> QueueMessage | None:
+        """The next visible message, hidden from others for `visibility_timeout` seconds."""
+
+    def delete(self, message: QueueMessage) -> None:
+        """Done with it."""
+
+    def hide(self, message: QueueMessage, seconds: float) -> None:
+        """Keep it hidden for `seconds` more (a heartbeat, or a backoff before a retry)."""
+
+    def poison(self, message: QueueMessage, reason: str) -> None:
+        """Move it aside for good, with the reason."""
+
+
+class Builder(Protocol):
+    """Builds an image from a folder and pushes it."""
+
+    name: str
+
+    def build(self, *, context: Path, dockerfile: str, targets: list[ImageRef], log: Callable[[str], None],
+              timeout: float, cancelled: Callable[[], bool]) -> BuiltImage:
+        """Build, push to every target; the pushed digest and what `pip freeze` / `conda list` report
+        inside the image. Raises BuildFailed (the definition's fault, final), BuildCancelled, or
+        BuilderUnavailable (worth a retry)."""

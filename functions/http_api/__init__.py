@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from functions.http_api import environments, jobs, problems
+from functions.http_api import environments, images, jobs, problems
 from shared.bootstrap import Services
 
 API_PREFIX = "/api"  # the Functions host's route prefix; kept locally so URLs are the same everywhere
@@ -26,5 +26,6 @@ def create_app(services: Services) -> FastAPI:
 
     root.include_router(environments.router)
     root.include_router(jobs.router)
+    root.include_router(images.router)
     app.include_router(root)
     return app

@@ -21,10 +21,12 @@ STATUS = {
     errors.ReservedName: 422,
     errors.NotFound: 404,
     errors.VersionConflict: 409,
+    errors.NothingToBuild: 409,
+    errors.RegistryUnavailable: 503,
 }
 TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
           413: "Content too large", 415: "Unsupported media type", 422: "Invalid definition",
-          500: "Internal error"}
+          500: "Internal error", 503: "Service unavailable"}
 
 
 def problem(status: int, detail: str, *, slug: str, request: Request, **extra: Any) -> JSONResponse:
@@ -40,7 +42,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.EnvhubError)
     async def domain_error(request: Request, error: errors.EnvhubError) -> JSONResponse:
         status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
-        return problem(status, str(error), slug=error.slug, request=request, where=error.where)
+        response = problem(status, str(error), slug=error.slug, request=request, where=error.where)
+        if isinstance(error, errors.RegistryUnavailable):
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

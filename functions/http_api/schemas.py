@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.domain.builds import BuildRecord
 from shared.domain.records import Change, Description, EnvironmentRecord, JobRecord
 
 
@@ -130,3 +131,62 @@ class JobOut(BaseModel):
         return cls(id=job.id, created_at=job.created_at, environment_name=job.environment_name,
                    environment_version=job.environment_version, environment_hash=job.environment_hash,
                    spec=job.spec, environment=None if env is None else EnvironmentOut.of_record(env))
+
+
+class BuildOut(BaseModel):
+    """A build record."""
+
+    id: str
+    hash: str
+    status: str
+    image: str
+    environment_name: str
+    environment_version: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    builder: str | None
+    reason: str | None
+    base_digests: dict[str, str | None]
+    digest: str | None
+    tags: list[str]
+    packages: list[str]
+
+    @classmethod
+    def of(cls, b: BuildRecord) -> BuildOut:
+        return cls(**b.model_dump(exclude={"dockerfile", "cancel_requested", "workspace"}))
+
+
+class EnsureOut(BaseModel):
+    """The answer to 'ensure the image': the image and its digest, or the build that makes it."""
+
+    image: str
+    cached: bool
+    digest: str | None = None
+    build_id: str | None = None
+    status: str
+    build: BuildOut | None = None
+
+
+class ImageDetailsOut(BaseModel):
+    """Image details, as Azure ML's get_image_details gives them, plus envhub's build facts."""
+
+    image: str
+    exists: bool
+    digest: str | None
+    dockerfile: str | None
+    user_image: bool
+    build_status: str | None
+    build: BuildOut | None
+    base_digests: dict[str, str | None]
+
+
+class LogOut(BaseModel):
+    """A slice of a build log."""
+
+    build_id: str
+    status: str
+    lines: list[str]
+    next_offset: int
+    finished: bool

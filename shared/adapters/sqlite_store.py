@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from pathlib import Path
-
+from shared.adapters.sqlite_db import Database
 from shared.domain.records import EnvironmentRecord, JobRecord
 
 _SCHEMA = """
@@ -30,23 +27,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 
 class SqliteStore:
-    """One connection per thread; WAL so readers never wait for the writer."""
+    """Environment versions and jobs in SQLite."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._local = threading.local()
-        with self._connection() as db:
-            db.executescript(_SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash
-            self._local.db = db
-        return db
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._connection = database.connection
+        self._connection().executescript(_SCHEMA)
 
     def insert(self, record: EnvironmentRecord) -> bool:
         cursor = self._connection().execute(
@@ -100,9 +86,7 @@ class SqliteStore:
         return [(row[0], EnvironmentRecord.model_validate_json(row[1])) for row in rows]
 
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.database.transaction() as db:
             record = self.get(workspace, name, version)
             if record is not None:
                 record = record.model_copy(update={"archived": archived})
@@ -110,10 +94,6 @@ class SqliteStore:
                     "UPDATE environments SET archived = ?, record = ? WHERE workspace = ? AND name = ? AND version = ?",
                     (int(archived), record.model_dump_json(), workspace, name, version),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return record
 
     def insert_job(self, job: JobRecord) -> None:

@@ -64,3 +64,21 @@ class NothingToBuild(EnvhubError):
     """The environment's image is the user's own; envhub does not build it."""
 
     slug = "nothing-to-build"
+
+
+class BuildFailed(EnvhubError):
+    """The build itself failed (a bad Dockerfile, a failing step): final, retrying will not help."""
+
+    slug = "build-failed"
+
+
+class BuildCancelled(EnvhubError):
+    """The build was cancelled on request."""
+
+    slug = "build-cancelled"
+
+
+class BuilderUnavailable(EnvhubError):
+    """The builder or the registry it pushes to could not be reached: worth retrying."""
+
+    slug = "builder-unavailable"

@@ -1,0 +1,82 @@
+"""The Registry port over the Azure SDK (azure-containerregistry) for one Azure Container Registry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from azure.containerregistry import ContainerRegistryClient, DigestValidationError
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.identity import DefaultAzureCredential
+
+from shared.domain.errors import RegistryUnavailable
+from shared.domain.images import ImageRef
+
+
+class AcrRegistry:
+    """ContainerRegistryClient behind the port: 404 is a miss, every other failure RegistryUnavailable."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: TokenCredential | Literal["default"] | None = "default",
+        *,
+        connection_timeout: float = 2.0,
+        read_timeout: float = 3.0,
+        retry_total: int = 2,
+        retry_backoff_factor: float = 0.25,
+        page_size: int = 100,
+    ) -> None:
+        if "://" not in endpoint:
+            endpoint = f"https://{endpoint}"
+        self.registry = urlparse(endpoint).netloc
+        self._page_size = page_size
+        # The SDK refuses plain http unless each call opts out; only a local test registry is served over http.
+        self._options: dict[str, Any] = {"enforce_https": False} if endpoint.startswith("http://") else {}
+        # Retries (5xx, 429 with Retry-After, timeouts, refused connections) are the SDK's own RetryPolicy.
+        self._client = ContainerRegistryClient(
+            endpoint,
+            DefaultAzureCredential() if credential == "default" else credential,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+        )
+
+    def close(self) -> None:
+        """Close the SDK's connections."""
+        self._client.close()
+
+    def head(self, ref: ImageRef) -> str | None:
+        self._check(ref.registry)
+        try:
+            return str(self._client.get_manifest(ref.repository, ref.reference, **self._options).digest)
+        except ResourceNotFoundError:
+            return None
+        except (AzureError, DigestValidationError) as exc:
+            raise _unavailable(exc, self.registry, str(ref)) from exc
+
+    def tags(self, registry: str, repository: str) -> list[str]:
+        self._check(registry)
+        try:
+            pages = self._client.list_tag_properties(repository, results_per_page=self._page_size, **self._options)
+            return [tag.name for tag in pages]
+        except ResourceNotFoundError:
+            return []  # an unknown repository has no tags
+        except AzureError as exc:
+            raise _unavailable(exc, self.registry, f"{registry}/{repository}") from exc
+
+    def _check(self, registry: str) -> None:
+        if registry != self.registry:
+            raise ValueError(f"this client serves {self.registry}, not {registry}")
+
+
+def _unavailable(exc: Exception, registry: str, where: str) -> RegistryUnavailable:
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    # azure-core types the response as a protocol without headers; every transport's response has them.
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    header = str(headers.get("Retry-After", ""))
+    what = f"answered {status}" if status else f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return RegistryUnavailable(f"registry {registry} {what}", where=where,
+                               retry_after=int(header) if header.isdigit() else 30)

@@ -1,0 +1,139 @@
+"""Ensuring an environment's image: look it up by hash in the registry, or start (or join) its build."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus
+from shared.domain.definition import Kind
+from shared.domain.errors import NotFound
+from shared.domain.images import ImageRef, parse_image
+from shared.domain.plans import plan_for
+from shared.domain.records import EnvironmentRecord
+from shared.ports import BuildStore, Queue, Registry
+from shared.services.contexts import ContextService
+from shared.services.environments import EnvironmentService
+
+log = logging.getLogger(__name__)
+LATEST_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class Ensured:
+    """Either the image exists (digest set) or a build is running for it (build set)."""
+
+    image: str
+    digest: str | None
+    build: BuildRecord | None
+    created: bool = False  # whether this call started the build
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """What Azure ML's get_image_details tells, and envhub's build facts."""
+
+    image: str
+    exists: bool
+    digest: str | None
+    dockerfile: str | None
+    build: BuildRecord | None
+    user_image: bool
+
+
+class ImageService:
+    """Cache lookups and build requests."""
+
+    def __init__(self, *, environments: EnvironmentService, contexts: ContextService, builds: BuildStore,
+                 queue: Queue, registry: Registry, registry_host: str, default_registry: str,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.environments = environments
+        self.contexts = contexts
+        self.builds = builds
+        self.queue = queue
+        self.registry = registry
+        self.registry_host = registry_host
+        self.default_registry = default_registry
+        self.clock = clock
+
+    def target(self, record: EnvironmentRecord, tag: str = LATEST_TAG) -> ImageRef:
+        """Where the environment's image lives: <registry>/azureml/azureml_<32 hex>:<tag>."""
+        return ImageRef(registry=self.registry_host, repository=record.description.image, tag=tag)
+
+    def ensure(self, *, workspace: str, name: str, version: str) -> Ensured:
+        """A hit answers with the digest; a miss starts a build, or joins the one running for this hash.
+        A registry that cannot answer raises RegistryUnavailable and nothing is queued."""
+        record = self.environments.get(workspace=workspace, name=name, version=version)
+        if record.definition.kind is Kind.USER_IMAGE:
+            return self._user_image(record)
+        target = self.target(record)
+        digest = self.registry.head(target)
+        if digest is not None:
+            log.info("cache hit for %s:%s: %s@%s", name, record.version, target, digest)
+            return Ensured(image=str(target), digest=digest, build=None)
+        build, created = self.builds.start_or_join(self._new_build(record))
+        if created:
+            self.queue.send(BuildRequest(build_id=build.id, workspace=workspace, hash=build.hash).model_dump_json())
+            log.info("cache miss for %s:%s: build %s queued", name, record.version, build.id)
+        return Ensured(image=str(target), digest=None, build=build, created=created)
+
+    def _user_image(self, record: EnvironmentRecord) -> Ensured:
+        assert record.definition.image is not None
+        ref = parse_image(record.definition.image, default_registry=self.default_registry)
+        digest = self.registry.head(ref)
+        if digest is None:
+            raise NotFound(f"the image '{record.definition.image}' does not exist in its registry; envhub does "
+                           "not build user images", where="image")
+        return Ensured(image=str(ref), digest=digest, build=None)
+
+    def _new_build(self, record: EnvironmentRecord) -> BuildRecord:
+        dockerfile = None
+        definition = record.definition
+        if definition.build is not None:
+            context = self.contexts.get(definition.build.context)
+            dockerfile = None if context is None else context.read_text(definition.build.dockerfile)
+        plan = plan_for(definition, record.description.hash, dockerfile)
+        return BuildRecord(id=uuid.uuid4().hex, hash=record.description.hash, workspace=record.workspace,
+                           environment_name=record.name, environment_version=record.version,
+                           image=record.description.image, created_at=self.clock(), dockerfile=plan.dockerfile)
+
+    def details(self, *, workspace: str, name: str, version: str) -> ImageDetails:
+        """Whether the image exists, its digest, the Dockerfile that builds it, and its latest build."""
+        record = self.environments.get(workspace=workspace, name=name, version=version)
+        if record.definition.kind is Kind.USER_IMAGE:
+            assert record.definition.image is not None
+            ref = parse_image(record.definition.image, default_registry=self.default_registry)
+            digest = self.registry.head(ref)
+            return ImageDetails(image=str(ref), exists=digest is not None, digest=digest, dockerfile=None,
+                                build=None, user_image=True)
+        target = self.target(record)
+        digest = self.registry.head(target)
+        build = self.builds.latest_for_hash(record.description.hash)
+        dockerfile = build.dockerfile if build is not None else self._new_build(record).dockerfile
+        return ImageDetails(image=str(target), exists=digest is not None, digest=digest, dockerfile=dockerfile,
+                            build=build, user_image=False)
+
+    def get_build(self, build_id: str) -> BuildRecord:
+        """One build record."""
+        build = self.builds.get(build_id)
+        if build is None:
+            raise NotFound(f"no build '{build_id}'", where=build_id)
+        return build
+
+    def read_log(self, build_id: str, offset: int) -> tuple[BuildRecord, list[str]]:
+        """A build and its log lines from `offset`."""
+        return self.get_build(build_id), self.builds.read_log(build_id, offset)
+
+    def cancel(self, build_id: str) -> BuildRecord:
+        """Cancel a build: at once when queued, at the builder's next check when running."""
+        build = self.builds.request_cancel(build_id)
+        if build is None:
+            raise NotFound(f"no build '{build_id}'", where=build_id)
+        if build.status is BuildStatus.QUEUED:
+            build = build.model_copy(update={"status": BuildStatus.CANCELLED, "finished_at": self.clock(),
+                                             "reason": "cancelled before it started"})
+            self.builds.update(build)
+        return build
