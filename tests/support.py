@@ -68,7 +68,7 @@ def ids(paths: Iterator[Path]) -> list[Path]:
 
 
 @contextmanager
-def running_server(folder: Path, *extra: str) -> Iterator[str]:
+def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `envhub serve` on a free loopback port with its data under `folder`; yield its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -78,7 +78,7 @@ def running_server(folder: Path, *extra: str) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(folder / "data"),
              *extra],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -1,0 +1,111 @@
+"""A worker killed in the middle of a build: the message comes back and the same build record succeeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_api_contexts_jobs import member, tar_gz
+from tests.stack import RunningRegistry, free_port, running_registry
+from tests.support import REPO
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    with running_registry(tmp_path_factory.mktemp("reg")) as running:
+        yield running
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, read from /proc (buildah runs in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def serve(data: Path, reg: RunningRegistry, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ENVHUB_REGISTRY": reg.host, "ENVHUB_INSECURE_REGISTRIES": reg.host,
+           "ENVHUB_UNQUALIFIED_REGISTRY": reg.host, "ENVHUB_QUEUE_VISIBILITY_SECONDS": "3"}
+    log = (data.parent / f"serve-{port}.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir",
+                                str(data)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, "envhub serve did not start"
+        time.sleep(0.1)
+
+
+def build_of(url: str, build_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(f"{url}/api/workspaces/w/builds/{build_id}").json()
+    return result
+
+
+def test_killed_worker_build_is_redelivered_and_succeeds_once(tmp_path: Path, reg: RunningRegistry) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = serve(data, reg, port)
+    try:
+        archive = tar_gz([member("Dockerfile", b"FROM envhub/busybox:latest\nRUN sleep 4 && echo done > /done\n")])
+        digest = httpx.post(f"{url}/api/workspaces/w/contexts", content=archive,
+                            headers={"content-type": "application/gzip"}).json()["digest"]
+        record = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions",
+                            json={"build": {"context": digest}}).json()
+        build_id = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()["build_id"]
+        deadline = time.monotonic() + 60
+        while build_of(url, build_id)["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.5)  # well inside the RUN sleep
+    finally:
+        for pid in [first.pid, *descendants(first.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        first.wait()
+
+    second = serve(data, reg, port)
+    try:
+        deadline = time.monotonic() + 90
+        while (build := build_of(url, build_id))["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, build
+            time.sleep(0.3)
+        assert build["status"] == "succeeded" and build["attempts"] == 2
+        log = httpx.get(f"{url}/api/workspaces/w/builds/{build_id}/log").json()["lines"]
+        assert any("attempt 2" in line for line in log)
+        hit = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()
+        assert hit["cached"] is True and hit["digest"] == build["digest"]
+        with sqlite3.connect(data / "envhub.db") as db:
+            count = db.execute("SELECT COUNT(*) FROM builds WHERE hash = ?", (record["hash"],)).fetchone()[0]
+            waiting = db.execute("SELECT COUNT(*) FROM queue_messages").fetchone()[0]
+        assert count == 1 and waiting == 0
+    finally:
+        second.terminate()
+        second.wait(timeout=20)
