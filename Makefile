@@ -9,13 +9,20 @@ DATA_DIR ?= .envhub
 
 .PHONY: run test lint typecheck unit bench clean system-deps
 
-# Debian packages the project needs; installed with apt when missing (we may be root on a fresh machine).
+# Debian packages the project needs, installed with apt when missing (we are root on a fresh machine):
+# venv support, the Distribution registry, buildah, and a static busybox to seed a base image offline.
 system-deps:
-	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
-	  echo "installing python3-venv with apt"; \
-	  command -v apt-get >/dev/null || { echo "error: python3 venv support is missing and apt-get is not available; install python3-venv" >&2; exit 1; }; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) \
-	    || { echo "error: could not install python3-venv with apt" >&2; exit 1; }; \
+	@missing=""; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt:$$missing"; \
+	  command -v apt-get >/dev/null || { echo "error: missing$$missing and apt-get is not available; install them" >&2; exit 1; }; \
+	  [ "$$(id -u)" = 0 ] || { echo "error: missing$$missing; run as root or install them: apt-get install$$missing" >&2; exit 1; }; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || { echo "error: apt-get could not install$$missing (check apt-cache policy$$missing)" >&2; exit 1; }; \
 	fi
 
 $(STAMP): pyproject.toml | system-deps
@@ -24,7 +31,7 @@ $(STAMP): pyproject.toml | system-deps
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: system-deps $(STAMP)
 	$(BIN)/envhub serve --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(STAMP)
@@ -33,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
-test: lint typecheck
+test: system-deps lint typecheck
 	$(BIN)/pytest -n 2 -q
 
 bench: $(STAMP)

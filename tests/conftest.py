@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http_api import create_app
-from shared.bootstrap import build_services
+from shared.bootstrap import Services, build_services
 from shared.settings import Settings
 from tests.support import CORPUS, running_server
 
@@ -45,3 +45,8 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real server shared by a module's tests."""
     with running_server(tmp_path_factory.mktemp("server")) as url:
         yield url
+
+
+def build_services_for_unit(folder: Path) -> Services:
+    """Real services over a throwaway data folder (SQLite in a temp dir is fast enough for unit tests)."""
+    return build_services(Settings(data_dir=folder / "data", registry="reg:5000"))

@@ -81,9 +81,9 @@ def test_build_then_cache_hit_under_another_name(stack: Stack, reg: RunningRegis
     assert miss.status_code == 202 and miss.json()["cached"] is False
     build = stack.wait(miss.json()["build_id"])
     assert build["status"] == "succeeded", stack.api.get(f"{WS}/builds/{build['id']}/log").json()["lines"]
-    assert build["base_digests"] == {"envhub/busybox:latest": OciRegistry(insecure_registries={reg.host}).head(reg.base)}
-    image = ImageRef(registry=reg.host, repository=first["image"], tag="latest")
     registry = OciRegistry(insecure_registries={reg.host})
+    assert build["base_digests"] == {"envhub/busybox:latest": registry.head(reg.base)}
+    image = ImageRef(registry=reg.host, repository=first["image"], tag="latest")
     assert registry.head(image) == build["digest"]
     immutable = [t for t in build["tags"] if t != "latest"]
     assert len(immutable) == 1 and registry.head(image.with_tag(immutable[0])) == build["digest"]

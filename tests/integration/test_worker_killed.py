@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -85,10 +86,8 @@ def test_killed_worker_build_is_redelivered_and_succeeds_once(tmp_path: Path, re
         time.sleep(1.5)  # well inside the RUN sleep
     finally:
         for pid in [first.pid, *descendants(first.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it may have ended with its parent
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         first.wait()
 
     second = serve(data, reg, port)

@@ -1,0 +1,83 @@
+"""The ensure-image rules with a fake registry and queue over a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.domain.errors import RegistryUnavailable
+from shared.domain.images import ImageRef
+from shared.ports import QueueMessage
+from shared.services.images import ImageService
+from tests.conftest import build_services_for_unit
+
+CONDA = {"channels": ["conda-forge", "defaults"], "dependencies": ["python=3.11", {"pip": ["b", "a"]}]}
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.images: dict[str, str] = {}
+        self.down = False
+
+    def head(self, ref: ImageRef) -> str | None:
+        if self.down:
+            raise RegistryUnavailable("down", where=str(ref))
+        return self.images.get(str(ref))
+
+    def tags(self, registry: str, repository: str) -> list[str]:
+        return []
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, body: str) -> None:
+        self.sent.append(body)
+
+    def receive(self, visibility_timeout: float) -> QueueMessage | None:
+        return None
+
+    def delete(self, message: QueueMessage) -> None: ...
+
+    def hide(self, message: QueueMessage, seconds: float) -> None: ...
+
+    def poison(self, message: QueueMessage, reason: str) -> None: ...
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> tuple[ImageService, FakeRegistry, FakeQueue]:
+    registry, queue = FakeRegistry(), FakeQueue()
+    services = build_services_for_unit(tmp_path)
+    service = ImageService(environments=services.environments, contexts=services.contexts,
+                           builds=services.images.builds, queue=queue, registry=registry, registry_host="reg:5000",
+                           default_registry="docker.io")
+    services.environments.register(workspace="w", name="e", document={"image": "python:3.11", "conda_file": CONDA})
+    return service, registry, queue
+
+
+def test_miss_queues_one_build_and_later_calls_join(images: tuple[ImageService, FakeRegistry, FakeQueue]) -> None:
+    service, _, queue = images
+    first = service.ensure(workspace="w", name="e", version="1")
+    second = service.ensure(workspace="w", name="e", version="latest")
+    assert first.created and not second.created and first.build and second.build
+    assert first.build.id == second.build.id and len(queue.sent) == 1
+    assert first.image.startswith("reg:5000/azureml/azureml_")
+
+
+def test_hit_queues_nothing(images: tuple[ImageService, FakeRegistry, FakeQueue]) -> None:
+    service, registry, queue = images
+    record = service.environments.get(workspace="w", name="e", version="1")
+    registry.images[str(service.target(record))] = "sha256:" + "1" * 64
+    hit = service.ensure(workspace="w", name="e", version="1")
+    assert hit.digest == "sha256:" + "1" * 64 and hit.build is None and queue.sent == []
+
+
+def test_outage_is_an_error_not_a_miss(images: tuple[ImageService, FakeRegistry, FakeQueue]) -> None:
+    service, registry, queue = images
+    registry.down = True
+    with pytest.raises(RegistryUnavailable):
+        service.ensure(workspace="w", name="e", version="1")
+    assert queue.sent == [] and service.builds.latest_for_hash(
+        service.environments.get(workspace="w", name="e", version="1").description.hash) is None
