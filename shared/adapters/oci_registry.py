@@ -8,6 +8,7 @@ import hashlib
 import re
 import time
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -99,9 +100,11 @@ class OciRegistry:
         while url is not None and url not in seen:
             seen.add(url)
             response = self._call("GET", url, registry, scope, where, {"Accept": "application/json"})
+            if response is None and len(seen) == 1:
+                return []  # an unknown repository has no tags
             if response is None:
-                return found  # an unknown repository has no tags
-            found.extend(response.json().get("tags") or [])
+                raise RegistryUnavailable(f"registry {registry} lost a page of the tag list: {url}", where=where)
+            found.extend(_json(response, registry, where).get("tags") or [])
             url = self._next_page(response, where)
         return found
 
@@ -178,7 +181,7 @@ class OciRegistry:
         if not answer.is_success:
             raise RegistryUnavailable(f"token service of {registry} refused a token with {answer.status_code}",
                                       where=where)
-        body = answer.json()
+        body = _json(answer, registry, where)
         token = body.get("token") or body.get("access_token")
         if not isinstance(token, str) or not token:
             raise RegistryUnavailable(f"token service of {registry} answered without a token", where=where)
@@ -186,6 +189,17 @@ class OciRegistry:
         # Renew a little early so a token never expires between the check and the request.
         self._tokens[(registry, params.get("scope", ""))] = (token, time.monotonic() + lifetime * 0.9)
         return f"Bearer {token}"
+
+
+def _json(response: httpx.Response, registry: str, where: str) -> dict[str, Any]:
+    """A JSON object body; anything else is a broken answer, not data."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RegistryUnavailable(f"registry {registry} answered {response.url.path} with no JSON object", where=where)
+    return body
 
 
 def _retry_after(response: httpx.Response) -> int:

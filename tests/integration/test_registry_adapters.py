@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,33 +53,42 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
     folder = tmp_path_factory.mktemp("registry")
-    host = f"127.0.0.1:{free_port()}"
-    config = folder / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {host}\n"
-    )
-    log_path = folder / "registry.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 20
-            while not _answers(f"http://{host}/v2/"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("docker-registry did not start: " + log_path.read_text())
-                time.sleep(0.1)
-            yield host
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
+    # Other test runs on this machine start registries on free ports too: a header only ours sends tells
+    # our registry from one that won the race for the port, and a lost race is retried on another port.
+    marker = uuid.uuid4().hex
+    for _ in range(5):
+        host = f"127.0.0.1:{free_port()}"
+        config = folder / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {host}\n  headers:\n    X-Test-Registry: [{marker}]\n"
+        )
+        log_path = folder / "registry.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while process.poll() is None and time.monotonic() < deadline and not _ours(host, marker):
+            time.sleep(0.1)
+        if process.poll() is None and _ours(host, marker):
+            break
+        process.kill()
+        process.wait(timeout=10)
+    else:
+        raise RuntimeError("docker-registry did not start: " + log_path.read_text())
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        yield host
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _ours(host: str, marker: str) -> bool:
+    try:
+        answer = httpx.get(f"http://{host}/v2/", timeout=1)
     except httpx.TransportError:
         return False
+    return answer.status_code == 200 and answer.headers.get("X-Test-Registry") == marker
 
 
 def push(host: str, repository: str, *tags: str, seed: str = "") -> tuple[str, bytes]:
@@ -192,7 +202,7 @@ def stand_in(answer: Callable[[Seen, int], Reply]) -> Iterator[tuple[str, list[S
             pass  # keep pytest output clean
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}", seen
