@@ -16,13 +16,22 @@ class Row:
     baseline: str
     ratio: float
     goal: float | None  # None: reported for information, no verdict
+    lower_is_better: bool = False  # a ratio of times (envhub / baseline) rather than of throughputs
+
+    @property
+    def goal_text(self) -> str:
+        """The goal as the report prints it: ">= g", "<= g", or "info"."""
+        if self.goal is None:
+            return "info"
+        return f"{'<=' if self.lower_is_better else '>='} {self.goal:.2f}"
 
     @property
     def verdict(self) -> str:
         """meets / misses, or a dash for an information row."""
         if self.goal is None:
             return "-"
-        return "meets" if self.ratio >= self.goal else "misses"
+        met = self.ratio <= self.goal if self.lower_is_better else self.ratio >= self.goal
+        return "meets" if met else "misses"
 
 
 def best_of(sides: Sequence[Callable[[], object]], repeats: int) -> list[float]:

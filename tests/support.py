@@ -70,14 +70,12 @@ def ids(paths: Iterator[Path]) -> list[Path]:
 @contextmanager
 def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start `envhub serve` on a free loopback port with its data under `folder`; yield its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port, registry_port = _free_port(), _free_port()
     log_path = folder / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(folder / "data"),
-             *extra],
+             "--registry-port", str(registry_port), *extra],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
@@ -91,6 +89,12 @@ def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None)
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _healthy(url: str) -> bool:

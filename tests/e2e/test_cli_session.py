@@ -83,3 +83,24 @@ def test_unreachable_service_is_a_clear_error(tmp_path: Path) -> None:
     env = write_env(tmp_path, ["python=3.11"])
     result = envhub("register", str(env), "--url", "http://127.0.0.1:9", ok=False)
     assert result.returncode == 3 and "cannot reach envhub" in result.stderr
+
+
+def test_build_then_cache_hit_through_the_cli(server: str, tmp_path: Path) -> None:
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM envhub/busybox:latest\nRUN echo cli > /cli\n")
+    (tmp_path / "env.yml").write_text("name: cli-built\nbuild:\n  path: ctx\n")
+    envhub("register", str(tmp_path / "env.yml"), "--url", server)
+    built = envhub("build", "cli-built:1", "--url", server, "--json", "--poll", "0.2")
+    first = json.loads(built.stdout)
+    assert first["status"] == "succeeded" and first["cached"] is False and first["digest"].startswith("sha256:")
+    again = json.loads(envhub("build", "cli-built@latest", "--url", server, "--json").stdout)
+    assert again == {**first, "cached": True, "build_id": None}
+    streamed = envhub("build", "cli-built:1", "--url", server)
+    assert "cached" in streamed.stdout
+    details = json.loads(envhub("image", "cli-built:1", "--url", server, "--json").stdout)
+    assert details["exists"] is True and details["digest"] == first["digest"]
+
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM envhub/busybox:latest\nRUN echo broken && false\n")
+    envhub("register", str(tmp_path / "env.yml"), "--url", server)
+    failed = envhub("build", "cli-built:2", "--url", server, "--poll", "0.2", ok=False)
+    assert failed.returncode == 1 and "broken" in failed.stderr and "failed" in failed.stderr

@@ -125,6 +125,16 @@ def test_failing_dockerfile_then_fixed_version(stack: Stack) -> None:
     assert stack.wait(stack.ensure("flaky", "2").json()["build_id"])["status"] == "succeeded"
 
 
+def test_installed_packages_are_recorded(stack: Stack) -> None:
+    # A stand-in python3 answers `-m pip freeze --all` as pip would: the mechanism, not pip, is under test.
+    fake_python = b"#!/bin/sh\n[ \"$2 $3\" = \"pip freeze\" ] && printf 'numpy==1.26.4\\nrequests==2.32.3\\n'\n"
+    digest = stack.context("FROM envhub/busybox:latest\nCOPY python3 /usr/bin/python3\nRUN chmod +x /usr/bin/python3\n",
+                           python3=fake_python)
+    register(stack.api, "with-python", {"build": {"context": digest}})
+    build = stack.wait(stack.ensure("with-python").json()["build_id"])
+    assert build["status"] == "succeeded" and build["packages"] == ["numpy==1.26.4", "requests==2.32.3"]
+
+
 def test_running_build_can_be_cancelled(stack: Stack) -> None:
     slow = stack.context("FROM envhub/busybox:latest\nRUN sleep 60\n")
     register(stack.api, "slow", {"build": {"context": slow}})
