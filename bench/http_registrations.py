@@ -46,8 +46,9 @@ def server(data_dir: Path) -> Iterator[str]:
     port = free_port()
     log_path = data_dir.parent / "server.log"
     # The console script's own module, run with this interpreter: the same code as .venv/bin/envhub.
+    # Its own registry port, so that it never shares a registry with a developer's `make run`.
     command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
-               "--data-dir", str(data_dir)]
+               "--data-dir", str(data_dir), "--registry-port", str(free_port())]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}/api"

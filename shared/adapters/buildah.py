@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from shared.adapters.children import die_with_parent
 from shared.domain.builds import BuiltImage
 from shared.domain.errors import BuildCancelled, BuilderUnavailable, BuildFailed
 from shared.domain.images import ImageRef
@@ -117,7 +118,8 @@ class BuildahBuilder:
                 cancelled: Callable[[], bool]) -> int:
         """Run a command, sending each output line to `log`; kill it on timeout or cancellation."""
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=self._env(), start_new_session=True, errors="replace")
+                                   env=self._env(), start_new_session=True, errors="replace",
+                                   preexec_fn=die_with_parent)
         assert process.stdout is not None
         reader = threading.Thread(target=_pump, args=(process.stdout, log), daemon=True)
         reader.start()

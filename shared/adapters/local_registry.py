@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.adapters.children import die_with_parent
 from shared.domain.errors import RegistryUnavailable
 
 _CONFIG = """version: 0.1
@@ -57,7 +58,8 @@ class LocalRegistry:
         config = self.folder / "config.yml"
         config.write_text(_CONFIG.format(root=self.folder / "storage", port=self.port))
         log = (self.folder / "registry.log").open("ab")
-        self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + wait
         while not self._answering():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -20,7 +20,7 @@ class WorkerPolicy:
     max_attempts: int = 5
     backoff_base: float = 2.0
     backoff_max: float = 300.0
-    idle_wait: float = 0.5
+    idle_wait: float = 0.2  # polling an idle SQLite queue is cheap; a new build should start promptly
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff before try `attempt + 1`."""
