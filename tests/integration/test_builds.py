@@ -175,3 +175,20 @@ def test_registry_down_is_503_and_queues_nothing(tmp_path: Path) -> None:
         body = assert_problem(response, 503, host)
         assert int(response.headers["Retry-After"]) > 0 and body["type"].endswith("registry-unavailable")
     assert isinstance(services.queue, SqliteQueue) and services.queue.depth() == 0
+
+
+def test_a_build_past_its_timeout_is_stopped_and_failed(tmp_path: Path, reg: RunningRegistry) -> None:
+    services = build_services(settings_for(tmp_path, reg, build_timeout_seconds=3))
+    with TestClient(create_app(services)) as client:
+        stack = Stack(services, client)
+        stack.thread.start()
+        try:
+            endless = stack.context("FROM envhub/busybox:latest\nRUN sleep 60\n")
+            register(client, "endless", {"build": {"context": endless}})
+            started = time.monotonic()
+            build = stack.wait(stack.ensure("endless").json()["build_id"], timeout=60)
+            assert build["status"] == "failed" and "longer than 3 s" in build["reason"]
+            assert time.monotonic() - started < 30
+        finally:
+            stack.stop.set()
+            stack.thread.join(timeout=30)
