@@ -72,7 +72,7 @@ class ImageService:
         target = self.target(record)
         digest = self.registry.head(target)
         if digest is not None:
-            log.info("cache hit for %s:%s: %s@%s", name, record.version, target, digest)
+            log.debug("cache hit for %s:%s: %s@%s", name, record.version, target, digest)
             return Ensured(image=str(target), digest=digest, build=None)
         build, created = self.builds.start_or_join(self._new_build(record))
         if created:
