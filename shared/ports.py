@@ -39,8 +39,8 @@ class EnvironmentStore(Protocol):
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
         """Archive or restore a version; None when it does not exist."""
 
-    def insert_job(self, job: JobRecord) -> None:
-        """Record a submitted job."""
+    def insert_job(self, job: JobRecord) -> bool:
+        """Record a submitted job unless its id is taken; True when recorded."""
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         """One job."""

@@ -32,7 +32,8 @@ class DefinitionIn(BaseModel):
     tags: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     image: str | None = None
-    conda_file: dict[str, Any] | None = None
+    conda_file: dict[str, Any] | str | None = Field(
+        None, description="the conda specification as a mapping (a file path is refused: send its content)")
     build: BuildIn | None = None
     inference_config: dict[str, Any] | None = None
     os_type: str | None = None

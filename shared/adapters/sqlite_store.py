@@ -96,10 +96,12 @@ class SqliteStore:
                 )
         return record
 
-    def insert_job(self, job: JobRecord) -> None:
-        self._connection().execute(
-            "INSERT INTO jobs (workspace, id, record) VALUES (?, ?, ?)", (job.workspace, job.id, job.model_dump_json())
+    def insert_job(self, job: JobRecord) -> bool:
+        cursor = self._connection().execute(
+            "INSERT INTO jobs (workspace, id, record) VALUES (?, ?, ?) ON CONFLICT (workspace, id) DO NOTHING",
+            (job.workspace, job.id, job.model_dump_json()),
         )
+        return cursor.rowcount == 1
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         row = self._connection().execute(

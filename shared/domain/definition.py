@@ -144,6 +144,10 @@ def _build(value: object, where: str) -> BuildSpec:
 
 def check_conda(value: object, *, where: str = "conda_file") -> dict[str, Any]:
     """A conda specification: a mapping whose channels and dependencies are lists."""
+    if isinstance(value, str):
+        raise InvalidDefinition(
+            f"'{value}' is a file on the client; send the conda specification itself as an inline mapping "
+            "(`envhub register` reads the file and does this)", where=where)
     if not isinstance(value, dict) or not value:
         raise InvalidDefinition("the conda specification is a non-empty mapping (channels, dependencies)", where=where)
     channels = value.get("channels", [])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.definition import parse_document
-from shared.domain.errors import InvalidDefinition, NotFound
+from shared.domain.errors import InvalidDefinition, NotFound, VersionConflict
 from shared.domain.records import EnvironmentRecord, JobRecord
 from shared.ports import EnvironmentStore
 from shared.services.environments import LATEST, EnvironmentService
@@ -46,9 +46,9 @@ class JobService:
         record_job = JobRecord(workspace=workspace, id=str(job.get("name") or uuid.uuid4()),
                                environment_name=record.name, environment_version=record.version,
                                environment_hash=record.description.hash, created_at=self.clock(), spec=spec)
-        if self.store.get_job(workspace, record_job.id) is not None:
-            raise InvalidDefinition(f"a job named '{record_job.id}' already exists", where="name")
-        self.store.insert_job(record_job)
+        if not self.store.insert_job(record_job):
+            raise VersionConflict(f"a job named '{record_job.id}' already exists in workspace '{workspace}'",
+                                  where="name")
         return record_job, record
 
     def resolve_reference(self, workspace: str, reference: str) -> EnvironmentRecord:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -41,6 +42,13 @@ def test_examples_register(module_server: str, path: Path) -> None:
     if not (path.parent / "conda.yaml").exists() and "conda.yaml" in path.read_text():
         code, _, err = cli("register", str(path), "--url", module_server, "--workspace", "corpus")
         assert code == 2 and "conda.yaml" in err and "does not exist" in err
+        # the YAML sent as it is: the service cannot read the client's file, and says so
+        raw = yaml.safe_load(path.read_text())
+        response = httpx.post(f"{module_server}/api/workspaces/corpus/environments/{raw['name']}/versions",
+                              json=raw)
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["where"] == "conda_file" and "'conda.yaml' is a file on the client" in problem["detail"]
         return
     name = yaml.safe_load(path.read_text())["name"]
     record = register_and_compare(module_server, path, "--name", f"ex-{path.parent.name[-40:]}")

@@ -129,6 +129,10 @@ def test_job_references_resolve(api: TestClient) -> None:
     assert_problem(api.post(f"{WS}/jobs", json={"environment": "azureml:e:9"}), 404, "'9'")
     assert_problem(api.post(f"{WS}/jobs", json={"environment": "azureml:e@stable"}), 422, "label")
     assert_problem(api.get(f"{WS}/jobs/nope"), 404, "nope")
+    named = api.post(f"{WS}/jobs", json={"name": "run-1", "environment": "azureml:e:1"})
+    assert named.status_code == 201 and named.json()["id"] == "run-1"
+    assert_problem(api.post(f"{WS}/jobs", json={"name": "run-1", "environment": "azureml:e:2"}), 409, "run-1")
+    assert api.get(f"{WS}/jobs/run-1").json()["environment_version"] == "1"
 
 
 def test_curated_reference_in_registry_form(curated_api: TestClient) -> None:
