@@ -3,80 +3,27 @@
 from __future__ import annotations
 
 import itertools
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.server import server
 from bench.timing import Row, best_of
 
-HOST = "127.0.0.1"
 REQUESTS = 300
 THREADS = 4
 REPEATS = 5
 WARMUP = 20
 GOAL = 0.3
-START_TIMEOUT = 60.0
 WORKSPACE = "bench"
 DEFINITION: dict[str, Any] = {
     "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
     "conda_file": {"channels": ["conda-forge"], "dependencies": ["python=3.11", {"pip": ["numpy==1.26.4"]}]},
 }
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A port the kernel has just handed out on the loopback address."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(data_dir: Path) -> Iterator[str]:
-    """`envhub serve` in its own process (so the client's threads do not share its GIL); yields its /api URL."""
-    port = free_port()
-    log_path = data_dir.parent / "server.log"
-    # The console script's own module, run with this interpreter: the same code as .venv/bin/envhub.
-    # Its own registry port, so that it never shares a registry with a developer's `make run`.
-    command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
-               "--data-dir", str(data_dir), "--registry-port", str(free_port())]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://{HOST}:{port}/api"
-    try:
-        _wait_ready(process, base, log_path)
-        yield base
-    finally:
-        process.terminate()  # SIGTERM: uvicorn shuts down cleanly
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"envhub serve exited with {process.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise RuntimeError(f"envhub serve did not answer /api/health within {START_TIMEOUT:.0f}s")
 
 
 class Load:

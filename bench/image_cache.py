@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.http_registrations import HOST, REPO, START_TIMEOUT, free_port
+from bench.server import free_port, server
 from bench.timing import Row, best_of
 from shared.adapters.buildah import BUSYBOX, BuildahBuilder
 from shared.adapters.local_registry import LocalRegistry
@@ -79,43 +76,10 @@ def registry(folder: Path) -> Iterator[LocalRegistry]:
         running.stop()
 
 
-@contextmanager
-def server(data_dir: Path, registry_host: str) -> Iterator[str]:
-    """`envhub serve` using the given registry (it starts none of its own); yields its /api URL."""
-    port = free_port()
-    log_path = data_dir.parent / "server.log"
-    command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
-               "--data-dir", str(data_dir)]
-    env = {**os.environ, "ENVHUB_REGISTRY": registry_host, "ENVHUB_INSECURE_REGISTRIES": registry_host,
-           "ENVHUB_UNQUALIFIED_REGISTRY": registry_host}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://{HOST}:{port}/api"
-    try:
-        _wait_ready(process, base, log_path)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"envhub serve exited with {process.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise RuntimeError(f"envhub serve did not answer /api/health within {START_TIMEOUT:.0f}s")
+def server_on(data_dir: Path, registry_host: str) -> AbstractContextManager[str]:
+    """envhub using `registry_host` for images and for FROM lines without a host."""
+    return server(data_dir, {"ENVHUB_REGISTRY": registry_host, "ENVHUB_INSECURE_REGISTRIES": registry_host,
+                             "ENVHUB_UNQUALIFIED_REGISTRY": registry_host})
 
 
 def _expect(response: httpx.Response, status: int) -> Any:
@@ -218,7 +182,7 @@ def run(root: Path) -> list[Row]:
     """Registry and server under `root`; time cache hits against HEADs, and a build against bare buildah."""
     with ExitStack() as stack:
         reg = stack.enter_context(registry(root))
-        base = stack.enter_context(server(root / "data", reg.host))
+        base = stack.enter_context(server_on(root / "data", reg.host))
         client = stack.enter_context(httpx.Client(timeout=30.0))
         registry_client = stack.enter_context(httpx.Client(timeout=30.0))
         api = Api(client, base)

@@ -1,0 +1,66 @@
+"""`envhub serve` as a subprocess for benchmarks: a free loopback port, its own data folder, waited for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port the kernel has just handed out on the loopback address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`envhub serve` in its own process (so the client's threads do not share its GIL); yields its /api URL.
+    Without ENVHUB_REGISTRY in `env` it runs its own registry, on a port of its own."""
+    port = free_port()
+    log_path = data_dir.parent / "server.log"
+    # The console script's own module, run with this interpreter: the same code as .venv/bin/envhub.
+    command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
+               "--data-dir", str(data_dir), "--registry-port", str(free_port())]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    base = f"http://{HOST}:{port}/api"
+    try:
+        _wait_ready(process, base, log_path)
+        yield base
+    finally:
+        process.terminate()  # SIGTERM: uvicorn shuts down cleanly
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"envhub serve exited with {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise RuntimeError(f"envhub serve did not answer /api/health within {START_TIMEOUT:.0f}s")
