@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,9 @@ from shared.domain.images import ImageRef
 log = logging.getLogger(__name__)
 BUSYBOX = Path("/bin/busybox")  # from busybox-static: runs in an empty image
 # Lists what the image has, without failing when it has no Python or conda.
+# Lines that mean a registry could not be reached: a fault of the moment, worth a retry, not the definition's.
+_UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|TLS handshake timeout|"
+                          r"connection reset|503 Service Unavailable|502 Bad Gateway|too many requests", re.I)
 _PACKAGES_SCRIPT = (
     "if command -v conda >/dev/null 2>&1; then conda list --export 2>/dev/null; fi; "
     "for py in python3 python; do if command -v $py >/dev/null 2>&1; "
@@ -70,14 +74,25 @@ class BuildahBuilder:
               timeout: float, cancelled: Callable[[], bool]) -> BuiltImage:
         local = f"localhost/envhub-build/{targets[0].repository.replace('/', '-')}:{int(time.time() * 1000)}"
         started = time.monotonic()
+        tail: list[str] = []
+
+        def keep(line: str) -> None:
+            tail[:] = [*tail[-49:], line]
+            log(line)
+
         code = self._stream(
             # --pull-always: the base digests recorded before the build are the ones it uses
             self._command("bud", "--isolation", "chroot", "--pull-always", "-f", str(context / dockerfile),
                           "-t", local, str(context)),
-            log, timeout, cancelled,
+            keep, timeout, cancelled,
         )
+        if code < 0:
+            raise BuilderUnavailable(f"buildah was killed by signal {-code}", where="buildah")
         if code != 0:
-            raise BuildFailed(f"buildah bud exited with {code}; see the build log", where=dockerfile)
+            if any(_UNREACHABLE.search(line) for line in tail):
+                raise BuilderUnavailable(f"a registry could not be reached while building: {_last_error(tail)}",
+                                         where=dockerfile)
+            raise BuildFailed(f"{_last_error(tail)} (buildah bud exited with {code})", where=dockerfile)
         try:
             packages = self._packages(local, log)
             digest = ""
@@ -163,6 +178,14 @@ class BuildahBuilder:
         if done.returncode != 0:
             raise BuilderUnavailable(f"buildah {args[0]} failed: {done.stderr.strip()[-500:]}", where="buildah")
         return done.stdout
+
+
+def _last_error(lines: list[str]) -> str:
+    """The line that says what went wrong, as buildah prints it last."""
+    for line in reversed(lines):
+        if line.lower().startswith(("error", "time=")) or "error" in line.lower():
+            return line.strip()[:500]
+    return lines[-1].strip()[:500] if lines else "no output"
 
 
 def _pump(stream: IO[str], log: Callable[[str], None]) -> None:

@@ -117,7 +117,7 @@ def test_failing_dockerfile_then_fixed_version(stack: Stack) -> None:
     broken = stack.context("FROM envhub/busybox:latest\nRUN echo about to fail && exit 3\n")
     register(stack.api, "flaky", {"build": {"context": broken}})
     build = stack.wait(stack.ensure("flaky").json()["build_id"])
-    assert build["status"] == "failed" and "exited" in build["reason"]
+    assert build["status"] == "failed" and "exited with" in build["reason"] and "exit status 3" in build["reason"]
     log = stack.api.get(f"{WS}/builds/{build['id']}/log").json()
     assert log["finished"] is True and any("about to fail" in line for line in log["lines"])
     fixed = stack.context("FROM envhub/busybox:latest\nRUN echo fixed\n")
