@@ -60,6 +60,12 @@ class RegistryUnavailable(EnvhubError):
         self.retry_after = retry_after
 
 
+class QueueUnavailable(RegistryUnavailable):
+    """The build queue could not take a message; like a registry outage, the caller should retry."""
+
+    slug = "queue-unavailable"
+
+
 class NothingToBuild(EnvhubError):
     """The environment's image is the user's own; envhub does not build it."""
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus
 from shared.domain.definition import Kind
-from shared.domain.errors import NotFound
+from shared.domain.errors import NotFound, QueueUnavailable
 from shared.domain.images import ImageRef, parse_image
 from shared.domain.plans import plan_for
 from shared.domain.records import EnvironmentRecord
@@ -76,7 +76,14 @@ class ImageService:
             return Ensured(image=str(target), digest=digest, build=None)
         build, created = self.builds.start_or_join(self._new_build(record))
         if created:
-            self.queue.send(BuildRequest(build_id=build.id, workspace=workspace, hash=build.hash).model_dump_json())
+            try:
+                self.queue.send(BuildRequest(build_id=build.id, workspace=workspace, hash=build.hash).model_dump_json())
+            except Exception as error:
+                # A build nobody will run must not hold the hash: later requests would join it forever.
+                self.builds.update(build.model_copy(update={
+                    "status": BuildStatus.FAILED, "finished_at": self.clock(), "reason": f"could not queue: {error}"}))
+                raise QueueUnavailable(f"the build queue did not take the request ({error}); retry",
+                                       where="queue") from error
             log.info("cache miss for %s:%s: build %s queued", name, record.version, build.id)
         return Ensured(image=str(target), digest=None, build=build, created=created)
 

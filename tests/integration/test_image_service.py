@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.domain.errors import RegistryUnavailable
+from shared.domain.errors import QueueUnavailable, RegistryUnavailable
 from shared.domain.images import ImageRef
 from shared.ports import QueueMessage
 from shared.services.images import ImageService
@@ -81,3 +81,25 @@ def test_outage_is_an_error_not_a_miss(images: tuple[ImageService, FakeRegistry,
         service.ensure(workspace="w", name="e", version="1")
     assert queue.sent == [] and service.builds.latest_for_hash(
         service.environments.get(workspace="w", name="e", version="1").description.hash) is None
+
+
+class BrokenQueue(FakeQueue):
+    def send(self, body: str) -> None:
+        raise OSError("disk full")
+
+
+def test_a_build_the_queue_refused_does_not_hold_the_hash(tmp_path: Path) -> None:
+    services = build_services_for_unit(tmp_path)
+    registry = FakeRegistry()
+    broken = ImageService(environments=services.environments, contexts=services.contexts,
+                          builds=services.images.builds, queue=BrokenQueue(), registry=registry,
+                          registry_host="reg:5000", default_registry="docker.io")
+    services.environments.register(workspace="w", name="e", document={"image": "python:3.11", "conda_file": CONDA})
+    with pytest.raises(QueueUnavailable, match="disk full"):
+        broken.ensure(workspace="w", name="e", version="1")
+    queue = FakeQueue()
+    working = ImageService(environments=services.environments, contexts=services.contexts,
+                           builds=services.images.builds, queue=queue, registry=registry,
+                           registry_host="reg:5000", default_registry="docker.io")
+    retried = working.ensure(workspace="w", name="e", version="1")
+    assert retried.created and len(queue.sent) == 1
