@@ -7,10 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from functions.http_api.deps import next_link, services
-from functions.http_api.schemas import DefinitionIn, DescriptionOut, DiffOut, EnvironmentOut, EnvironmentPage
+from functions.http_api.schemas import (
+    DefinitionIn,
+    DescriptionOut,
+    DiffOut,
+    EnvironmentOut,
+    EnvironmentPage,
+    problem_responses,
+)
 from shared.bootstrap import Services
 
-router = APIRouter(tags=["environments"])
+router = APIRouter(tags=["environments"], responses=problem_responses(404, 409, 422))
 Svc = Annotated[Services, Depends(services)]
 Top = Annotated[int, Query(alias="$top", ge=1, le=1000)]
 Skip = Annotated[str | None, Query(alias="$skiptoken")]

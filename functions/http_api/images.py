@@ -7,17 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from functions.http_api.deps import services
-from functions.http_api.schemas import BuildOut, EnsureOut, ImageDetailsOut, LogOut
+from functions.http_api.schemas import BuildOut, EnsureOut, ImageDetailsOut, LogOut, problem_responses
 from shared.bootstrap import Services
 
-router = APIRouter(tags=["images"])
+router = APIRouter(tags=["images"], responses=problem_responses(404, 409, 503))
 Svc = Annotated[Services, Depends(services)]
 VERSION = "/workspaces/{workspace}/environments/{name}/versions/{version}"
 
 
 @router.post(VERSION + "/image", response_model=EnsureOut,
-             responses={202: {"model": EnsureOut, "description": "a build was started or joined"},
-                        503: {"description": "the registry cannot answer; nothing was queued"}})
+             responses={202: {"model": EnsureOut, "description": "a build was started or joined"}})
 def ensure_image(workspace: str, name: str, version: str, svc: Svc, response: Response) -> EnsureOut:
     """Ensure the image exists: 200 with its digest when cached, 202 with the build that makes it."""
     ensured = svc.images.ensure(workspace=workspace, name=name, version=version)

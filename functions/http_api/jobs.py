@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from functions.http_api.deps import services
-from functions.http_api.schemas import ContextOut, JobIn, JobOut
+from functions.http_api.schemas import ContextOut, JobIn, JobOut, problem_responses
 from shared.bootstrap import Services
 from shared.domain.errors import ContextTooLarge, InvalidContext
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(400, 404, 409, 413, 422))
 Svc = Annotated[Services, Depends(services)]
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
 

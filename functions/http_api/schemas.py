@@ -191,3 +191,22 @@ class LogOut(BaseModel):
     lines: list[str]
     next_offset: int
     finished: bool
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field(description="urn:envhub:problem:<kind>")
+    title: str
+    status: int
+    detail: str = Field(description="what is wrong")
+    instance: str = Field(description="the request path")
+    where: str | None = Field(None, description="the field, file or member at fault")
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route can answer with."""
+    described = {400: "malformed input", 404: "not found", 409: "conflict", 413: "too large",
+                 422: "an invalid definition", 503: "a registry or the queue cannot answer; retry after Retry-After"}
+    return {code: {"model": Problem, "description": described.get(code, "error"),
+                   "content": {"application/problem+json": {}}} for code in codes}

@@ -166,5 +166,9 @@ def test_curated_names_are_refused_and_readable(curated_api: TestClient) -> None
 def test_openapi_and_docs(api: TestClient) -> None:
     spec = api.get("/api/openapi.json").json()
     assert "/api/workspaces/{workspace}/environments/{name}/versions" in spec["paths"]
+    ensure = spec["paths"]["/api/workspaces/{workspace}/environments/{name}/versions/{version}/image"]["post"]
+    assert {"200", "202", "503"} <= set(ensure["responses"])
+    assert "application/problem+json" in ensure["responses"]["503"]["content"]
+    assert "Problem" in spec["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
     assert api.get("/api/health").json() == {"status": "ok"}
