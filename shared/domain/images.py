@@ -41,6 +41,11 @@ class ImageRef(BaseModel):
         return ImageRef(registry=self.registry, repository=self.repository, tag=tag)
 
 
+def environment_image(registry: str, repository: str, tag: str = "latest") -> ImageRef:
+    """Where an environment's image lives: <registry>/azureml/azureml_<32 hex>:<tag>."""
+    return ImageRef(registry=registry, repository=repository, tag=tag)
+
+
 def parse_image(text: str, *, default_registry: str = DOCKER_HUB) -> ImageRef:
     """Parse a reference; names without a registry host go to `default_registry` (Docker Hub normally)."""
     if not text or any(c.isspace() for c in text) or "{{" in text:

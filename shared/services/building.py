@@ -12,8 +12,8 @@ from pathlib import Path
 from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus, immutable_tag
 from shared.domain.definition import Definition
 from shared.domain.errors import BuildCancelled, BuildFailed, EnvhubError, RegistryUnavailable
-from shared.domain.images import ImageRef, parse_image
-from shared.domain.plans import plan_for
+from shared.domain.images import ImageRef, environment_image, parse_image
+from shared.domain.plans import BuildPlan, plan_for
 from shared.ports import Builder, BuildStore, QueueMessage, Registry
 from shared.services.contexts import ContextService
 from shared.services.environments import EnvironmentService
@@ -58,7 +58,7 @@ class BuildService:
         if build.cancel_requested:
             self._finish(build, BuildStatus.CANCELLED, reason="cancelled before it started")
             return
-        target = ImageRef(registry=self.registry_host, repository=build.image, tag="latest")
+        target = environment_image(self.registry_host, build.image)
         pushed = self.registry.head(target)  # RegistryUnavailable propagates: retried later
         if pushed is not None:
             # An earlier attempt pushed the image and died before recording it.
@@ -84,8 +84,7 @@ class BuildService:
                                        version=build.environment_version)
         folder = Path(tempfile.mkdtemp(prefix=f"build-{build.id[:12]}-", dir=self._work()))
         try:
-            dockerfile_text = self._materialise(record.definition, build, folder)
-            plan = plan_for(record.definition, build.hash, dockerfile_text)
+            plan = self._materialise(record.definition, build, folder)
             if "{{" in plan.dockerfile:
                 raise BuildFailed("the Dockerfile still has build-time templates such as {{latest-image-tag}}; "
                                   "pin the base image tag to build it here", where=plan.dockerfile_path)
@@ -104,8 +103,8 @@ class BuildService:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _materialise(self, definition: Definition, build: BuildRecord, folder: Path) -> str | None:
-        """Write the build context (uploaded or generated) into `folder`; return the uploaded Dockerfile."""
+    def _materialise(self, definition: Definition, build: BuildRecord, folder: Path) -> BuildPlan:
+        """Write the build context (uploaded or generated) into `folder`; return the plan it serves."""
         if definition.build is not None:
             context = self.contexts.get(definition.build.context)
             if context is None:
@@ -119,14 +118,14 @@ class BuildService:
                 path.chmod(0o755 if entry.executable else 0o644)
             for rel in context.manifest.dirs:
                 (folder / rel).mkdir(parents=True, exist_ok=True)
-            return context.read_text(definition.build.dockerfile)
+            return plan_for(definition, build.hash, context.read_text(definition.build.dockerfile))
         plan = plan_for(definition, build.hash)
         for generated in plan.generated:
             path = folder / generated.path
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(generated.content)
         (folder / plan.dockerfile_path).write_text(plan.dockerfile)
-        return None
+        return plan
 
     def _base_digests(self, bases: list[str], build: BuildRecord) -> dict[str, str | None]:
         digests: dict[str, str | None] = {}

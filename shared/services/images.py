@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus
 from shared.domain.definition import Kind
 from shared.domain.errors import NotFound, QueueUnavailable
-from shared.domain.images import ImageRef, parse_image
+from shared.domain.images import ImageRef, environment_image, parse_image
 from shared.domain.plans import plan_for
 from shared.domain.records import EnvironmentRecord
 from shared.ports import BuildStore, Queue, Registry
@@ -61,7 +61,7 @@ class ImageService:
 
     def target(self, record: EnvironmentRecord, tag: str = LATEST_TAG) -> ImageRef:
         """Where the environment's image lives: <registry>/azureml/azureml_<32 hex>:<tag>."""
-        return ImageRef(registry=self.registry_host, repository=record.description.image, tag=tag)
+        return environment_image(self.registry_host, record.description.image, tag)
 
     def ensure(self, *, workspace: str, name: str, version: str) -> Ensured:
         """A hit answers with the digest; a miss starts a build, or joins the one running for this hash.
