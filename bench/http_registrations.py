@@ -1,4 +1,4 @@
-"""Benchmark 2: registrations per second over HTTP, against the trivial health route of the same server."""
+"""Benchmark 2: registrations per second over HTTP, against the trivial liveness route of the same server."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ class Load:
         self._lock = threading.Lock()  # itertools.count is not documented as thread-safe
 
     def health(self, client: httpx.Client) -> None:
-        """GET /api/health: FastAPI's routing and serialisation with no work behind them."""
-        _expect(client.get(f"{self.base}/health"), 200)
+        """GET /api/health/live: FastAPI's routing and serialisation with no work behind them."""
+        _expect(client.get(f"{self.base}/health/live"), 200)
 
     def register(self, client: httpx.Client) -> None:
         """POST a new system-managed environment (201)."""

@@ -168,7 +168,7 @@ def bare_build(builder: BuildahBuilder, registry_host: str, folder: Path) -> Cal
         target = ImageRef(registry=registry_host, repository=f"azureml/azureml_{marker}", tag="latest")
         lines: list[str] = []
         try:
-            builder.build(context=context, dockerfile="Dockerfile",
+            builder.build_folder(context, "Dockerfile",
                           targets=[target, target.with_tag(immutable_tag(marker, datetime.now(UTC)))],
                           log=lines.append, timeout=BUILD_TIMEOUT, cancelled=lambda: False)
         except Exception as error:

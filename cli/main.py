@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from cli import builds, environments  # noqa: F401  (their commands register on the app)
 from cli.app import app, err, fail
@@ -21,13 +23,16 @@ def serve(
     data_dir: Annotated[Path, typer.Option(help="Where the store and contexts live.")] = Path(".envhub"),
     curated_dir: Annotated[Path | None, typer.Option(help="A folder of curated asset layouts.")] = None,
     registry_port: Annotated[int | None, typer.Option(help="Port of the local registry (default 5000).")] = None,
+    emulators: Annotated[bool, typer.Option(
+        "--emulators", help="Run the Azure home's adapters (Cosmos DB, Storage queues, Blob Storage) against "
+                            "local emulators started as children; builds still use buildah.")] = False,
 ) -> None:
     """Run the local service: the HTTP API under /api, data under --data-dir."""
     import uvicorn
 
-    from cli.serve import local_stack
     from functions.http_api import create_app
     from shared.bootstrap import build_services
+    from shared.local_stack import emulated, local_stack
     from shared.settings import Settings
 
     overrides: dict[str, Any] = {"data_dir": data_dir}
@@ -35,14 +40,20 @@ def serve(
         overrides["curated_dir"] = curated_dir
     if registry_port is not None:
         overrides["registry_port"] = registry_port
-    settings = Settings(**overrides)
-    services = build_services(settings)
+    if emulators:
+        overrides["emulators"] = True
     try:
-        with local_stack(services):
+        settings = Settings(**overrides)
+        with ExitStack() as stack:
+            if settings.emulators:
+                settings = stack.enter_context(emulated(settings))
+            services = build_services(settings)
+            stack.enter_context(local_stack(services))
+            mode = "emulators (Cosmos DB, Azurite)" if settings.emulators else "SQLite"
             err.print(f"envhub serving on http://{host}:{port}/api (docs at /api/docs), data in {data_dir}, "
-                      f"registry {settings.registry_host}")
+                      f"store {mode}, registry {settings.registry_host}")
             uvicorn.run(create_app(services), host=host, port=port, log_level=settings.log_level.lower())
-    except EnvhubError as error:
+    except (EnvhubError, ValidationError) as error:
         fail(f"envhub cannot start: {error}", 1)
 
 

@@ -1,13 +1,15 @@
-"""Queue triggers for Azure: build requests (the same JSON the local queue carries) and their poison queue."""
+"""Queue and timer triggers for Azure: build steps (the same JSON the local queue carries), their poison
+queue, and the recovery sweep that re-sends the steps of builds whose messages were lost."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from shared.bootstrap import BUILD_QUEUE, Services
+from shared.bootstrap import Services
 from shared.ports import QueueMessage
 
 POISON_SUFFIX = "-poison"  # where the Functions host moves a message after maxDequeueCount failures
+RECOVERY_SCHEDULE = "0 */5 * * * *"  # NCRONTAB: every five minutes
 
 
 def _message(message: func.QueueMessage) -> QueueMessage:
@@ -16,18 +18,24 @@ def _message(message: func.QueueMessage) -> QueueMessage:
 
 
 def blueprint(services: Services) -> func.Blueprint:
-    """The queue triggers over these services. A handler that raises is retried by the host (host.json
-    sets maxDequeueCount); after the last try the message lands in the poison queue, and the build fails."""
+    """The triggers over these services. A handler that raises is retried by the host (host.json sets
+    maxDequeueCount); after the last try the message lands in the poison queue, and the build fails."""
     bp = func.Blueprint()
+    queue = services.settings.build_queue
 
     @bp.function_name("build_requested")
-    @bp.queue_trigger(arg_name="message", queue_name=BUILD_QUEUE, connection="AzureWebJobsStorage")
+    @bp.queue_trigger(arg_name="message", queue_name=queue, connection="AzureWebJobsStorage")
     def build_requested(message: func.QueueMessage) -> None:
         services.building.handle_message(_message(message))
 
     @bp.function_name("build_gave_up")
-    @bp.queue_trigger(arg_name="message", queue_name=BUILD_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
+    @bp.queue_trigger(arg_name="message", queue_name=queue + POISON_SUFFIX, connection="AzureWebJobsStorage")
     def build_gave_up(message: func.QueueMessage) -> None:
-        services.building.give_up(_message(message), "the build request was retried until the queue gave up")
+        services.building.give_up(_message(message), "the build step was retried until the queue gave up")
+
+    @bp.function_name("recover_builds")
+    @bp.timer_trigger(arg_name="timer", schedule=RECOVERY_SCHEDULE, run_on_startup=False)
+    def recover_builds(timer: func.TimerRequest) -> None:
+        services.building.recover()
 
     return bp

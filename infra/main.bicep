@@ -62,9 +62,6 @@ param principalType string = ''
 ])
 param registrySku string = 'Basic'
 
-@description('NCRONTAB (six fields, seconds first) for the scheduled patch scan of built images.')
-param patchScanSchedule string = '0 0 3 */14 * *'
-
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
@@ -72,6 +69,7 @@ var functionAppName = 'func-api-${resourceToken}'
 var deploymentStorageContainerName = 'deploymentpackage'
 var buildContextsContainerName = 'build-contexts'
 var cosmosDatabaseName = 'envhub'
+var buildQueueName = 'build-requests'
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: 'rg-${environmentName}'
@@ -101,7 +99,8 @@ module storage './app/storage.bicep' = {
       buildContextsContainerName
     ]
     queueNames: [
-      'build-requests'
+      buildQueueName
+      '${buildQueueName}-poison'
       'job-submissions'
     ]
   }
@@ -126,12 +125,13 @@ module cosmos './app/cosmos.bicep' = {
     location: location
     tags: tags
     databaseName: cosmosDatabaseName
-    containerNames: [
-      'environments'
-      'jobs'
-      'builds'
+    // Environments and jobs live in their workspace's partition. Builds are shared by hash across
+    // workspaces: each build, and each hash's head document, is a partition of its own ('/pk').
+    containers: [
+      { name: 'environments', partitionKeyPath: '/workspace' }
+      { name: 'jobs', partitionKeyPath: '/workspace' }
+      { name: 'builds', partitionKeyPath: '/pk' }
     ]
-    partitionKeyPath: '/workspace'
   }
 }
 
@@ -146,16 +146,27 @@ module registry './app/registry.bicep' = {
   }
 }
 
-// Settings the envhub code reads. Kept in one place so the app and the azd outputs below agree.
+// Settings the envhub code reads (shared/settings.py). Kept in one place so the app and the azd outputs
+// below agree; a test checks that the code reads every one and needs no other.
 var envhubSettings = {
   ENVHUB_STORE: 'cosmos'
   ENVHUB_COSMOS_ENDPOINT: cosmos.outputs.endpoint
   ENVHUB_COSMOS_DATABASE: cosmos.outputs.databaseName
-  ENVHUB_REGISTRY: registry.outputs.loginServer
   ENVHUB_CONTEXTS: 'blob'
   ENVHUB_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
+  ENVHUB_BLOB_CONTAINER: buildContextsContainerName
+  ENVHUB_QUEUE: 'storage'
   ENVHUB_QUEUE_ACCOUNT_URL: storage.outputs.queueEndpoint
-  PATCH_SCAN_SCHEDULE: patchScanSchedule
+  ENVHUB_BUILD_QUEUE: buildQueueName
+  ENVHUB_REGISTRY: registry.outputs.loginServer
+  ENVHUB_REGISTRY_KIND: 'acr'
+  ENVHUB_BUILDER: 'acr_tasks'
+  ENVHUB_ACR_RESOURCE_ID: registry.outputs.id
+  ENVHUB_ARM_ENDPOINT: environment().resourceManager
+  // An ACR Tasks run takes minutes: check it every 10 s at first, then at most every minute.
+  ENVHUB_BUILD_CHECK_SECONDS: '10'
+  ENVHUB_BUILD_CHECK_MAX_SECONDS: '60'
+  ENVHUB_BUILD_STALE_SECONDS: '900'
 }
 
 module api './app/api.bicep' = {
@@ -210,8 +221,14 @@ output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applica
 output ENVHUB_STORE string = envhubSettings.ENVHUB_STORE
 output ENVHUB_COSMOS_ENDPOINT string = envhubSettings.ENVHUB_COSMOS_ENDPOINT
 output ENVHUB_COSMOS_DATABASE string = envhubSettings.ENVHUB_COSMOS_DATABASE
-output ENVHUB_REGISTRY string = envhubSettings.ENVHUB_REGISTRY
 output ENVHUB_CONTEXTS string = envhubSettings.ENVHUB_CONTEXTS
 output ENVHUB_BLOB_ACCOUNT_URL string = envhubSettings.ENVHUB_BLOB_ACCOUNT_URL
+output ENVHUB_BLOB_CONTAINER string = envhubSettings.ENVHUB_BLOB_CONTAINER
+output ENVHUB_QUEUE string = envhubSettings.ENVHUB_QUEUE
 output ENVHUB_QUEUE_ACCOUNT_URL string = envhubSettings.ENVHUB_QUEUE_ACCOUNT_URL
-output PATCH_SCAN_SCHEDULE string = envhubSettings.PATCH_SCAN_SCHEDULE
+output ENVHUB_BUILD_QUEUE string = envhubSettings.ENVHUB_BUILD_QUEUE
+output ENVHUB_REGISTRY string = envhubSettings.ENVHUB_REGISTRY
+output ENVHUB_REGISTRY_KIND string = envhubSettings.ENVHUB_REGISTRY_KIND
+output ENVHUB_BUILDER string = envhubSettings.ENVHUB_BUILDER
+output ENVHUB_ACR_RESOURCE_ID string = envhubSettings.ENVHUB_ACR_RESOURCE_ID
+output ENVHUB_ARM_ENDPOINT string = envhubSettings.ENVHUB_ARM_ENDPOINT

@@ -1,82 +1,103 @@
-"""The composition root's helper: build every service from settings, choosing adapters once."""
+"""The composition root: every port's adapter chosen once from settings (or passed in), wired to the use cases."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
 
-from shared.adapters.buildah import BuildahBuilder
-from shared.adapters.file_contexts import FileContextStore
-from shared.adapters.oci_registry import OciRegistry
-from shared.adapters.sqlite_builds import SqliteBuildStore
-from shared.adapters.sqlite_db import Database
-from shared.adapters.sqlite_queue import SqliteQueue
-from shared.adapters.sqlite_store import SqliteStore
-from shared.ports import Queue, Registry
-from shared.services.building import BuildService
-from shared.services.catalog import Catalog
+from shared import factories
+from shared.adapters.curated_folder import FolderCatalog
+from shared.ports import CuratedCatalog, Probe, QueueConsumer, Registry
+from shared.services.building import BuildPolicy, BuildService
 from shared.services.contexts import ContextService, Limits
 from shared.services.environments import EnvironmentService
 from shared.services.images import ImageService
 from shared.services.jobs import JobService
-from shared.services.worker import QueueWorker, WorkerPolicy
 from shared.settings import Settings
 
-BUILD_QUEUE = "build-requests"
+HEALTH_TIMEOUT = 5.0  # seconds a port may take to answer /api/health
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """Which adapter serves a port, and the adapter itself (for its health probe)."""
+
+    kind: str
+    adapter: Any
 
 
 @dataclass(frozen=True)
 class Services:
-    """The use cases an entry point (HTTP, CLI, queue, timer) may call."""
+    """The use cases an entry point (HTTP, CLI, queue, timer) may call, and what serves each port."""
 
     settings: Settings
     environments: EnvironmentService
     contexts: ContextService
     jobs: JobService
-    catalog: Catalog
     images: ImageService
     building: BuildService
     registry: Registry
-    queue: Queue
-    worker: QueueWorker
+    catalog: CuratedCatalog
+    ports: dict[str, PortInfo] = field(default_factory=dict)
+    consumer: QueueConsumer | None = None  # the build queue's receiving side, for a local consumer
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each port's adapter kind and whether its backend answers, probed in parallel."""
+        with ThreadPoolExecutor(max_workers=len(self.ports) or 1) as pool:
+            futures = {name: pool.submit(_probe, info.adapter) for name, info in self.ports.items()}
+            report: dict[str, dict[str, Any]] = {}
+            for name, future in futures.items():
+                try:
+                    error = future.result(timeout=HEALTH_TIMEOUT)
+                except FutureTimeout:
+                    error = f"no answer within {HEALTH_TIMEOUT:.0f} s"
+                entry: dict[str, Any] = {"kind": self.ports[name].kind, "ok": error is None}
+                if error is not None:
+                    entry["error"] = error
+                report[name] = entry
+        return report
 
 
-def make_registry(settings: Settings) -> Registry:
-    """The registry adapter the settings name."""
-    if settings.registry_kind == "acr":
-        from shared.adapters.acr_registry import AcrRegistry  # Azure SDKs load only where they are used
+def _probe(adapter: Probe) -> str | None:
+    try:
+        adapter.check()
+    except Exception as error:  # the probe reports any failure; it never raises into the route
+        return f"{type(error).__name__}: {error}"
+    return None
 
-        return AcrRegistry(settings.registry_host)
-    return OciRegistry(insecure_registries=settings.insecure)
 
-
-def build_services(settings: Settings) -> Services:
-    """Wire adapters to use cases for these settings."""
+def build_services(settings: Settings, **overrides: Any) -> Services:
+    """Wire adapters to use cases. Each port ('store', 'builds', 'contexts', 'queue', 'builder',
+    'registry', plus 'catalog') takes its adapter from `overrides` when given (tests pass fakes),
+    else from the factory its setting names."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    database = Database(settings.data_dir / "envhub.db")
-    store = SqliteStore(database)
-    contexts = ContextService(
-        store=FileContextStore(settings.data_dir / "contexts"),
-        limits=Limits(max_expanded_bytes=settings.max_context_bytes, max_files=settings.max_context_files),
-    )
-    catalog = Catalog.load(settings.curated_dir, contexts)
-    environments = EnvironmentService(store=store, contexts=contexts, catalog=catalog)
-    jobs = JobService(store=store, environments=environments)
-    builds = SqliteBuildStore(database)
-    queue = SqliteQueue(database, BUILD_QUEUE)
-    registry = make_registry(settings)
-    images = ImageService(environments=environments, contexts=contexts, builds=builds, queue=queue,
-                          registry=registry, registry_host=settings.registry_host,
-                          default_registry=settings.default_registry)
+    # The Azure SDKs log every request and response at INFO: envhub's own lines would drown in them.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    unknown = set(overrides) - {*factories.FACTORIES, "catalog"}
+    if unknown:
+        raise TypeError(f"no such port: {', '.join(sorted(unknown))}")
+    ports = {name: PortInfo(kind="override" if name in overrides else factories.kind_of(name, settings),
+                            adapter=overrides[name] if name in overrides else factories.make(name, settings))
+             for name in factories.FACTORIES}
+    adapter = {name: info.adapter for name, info in ports.items()}
+    contexts = ContextService(store=adapter["contexts"], limits=Limits(
+        max_expanded_bytes=settings.max_context_bytes, max_files=settings.max_context_files))
+    catalog = overrides.get("catalog") or FolderCatalog.load(settings.curated_dir, adapter["contexts"])
+    environments = EnvironmentService(store=adapter["store"], contexts=contexts, catalog=catalog)
+    jobs = JobService(store=adapter["store"], environments=environments)
     building = BuildService(
-        builds=builds, environments=environments, contexts=contexts, registry=registry,
-        builder=BuildahBuilder(settings.data_dir / "buildah", insecure_registries=settings.insecure,
-                               unqualified_registry=settings.default_registry),
-        registry_host=settings.registry_host, default_registry=settings.default_registry,
-        work_dir=settings.data_dir / "builds", timeout=settings.build_timeout_seconds,
-    )
-    worker = QueueWorker(queue, building.handle_message, building.give_up, WorkerPolicy(
-        visibility_timeout=settings.queue_visibility_seconds, max_attempts=settings.queue_max_attempts,
-        backoff_base=settings.queue_backoff_seconds))
-    return Services(settings=settings, environments=environments, contexts=contexts, jobs=jobs, catalog=catalog,
-                    images=images, building=building, registry=registry, queue=queue, worker=worker)
+        builds=adapter["builds"], contexts=contexts, registry=adapter["registry"], builder=adapter["builder"],
+        queue=adapter["queue"], registry_host=settings.registry_host, default_registry=settings.default_registry,
+        policy=BuildPolicy(timeout=settings.build_timeout_seconds, check_first=settings.build_check_seconds,
+                           check_max=settings.build_check_max_seconds, stale_after=settings.build_stale_seconds,
+                           max_attempts=settings.queue_max_attempts))
+    images = ImageService(environments=environments, contexts=contexts, builds=adapter["builds"], building=building,
+                          registry=adapter["registry"], registry_host=settings.registry_host,
+                          default_registry=settings.default_registry, build_compute=settings.build_compute)
+    consumer = adapter["queue"] if hasattr(adapter["queue"], "receive") else None
+    return Services(settings=settings, environments=environments, contexts=contexts, jobs=jobs, images=images,
+                    building=building, registry=adapter["registry"], catalog=catalog, ports=ports,
+                    consumer=consumer)

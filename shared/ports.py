@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from datetime import datetime
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
-from shared.domain.builds import BuildRecord, BuiltImage
+from shared.domain.builds import BuildRecord, RunStatus
 from shared.domain.context import ContextManifest
+from shared.domain.context import ContextSource as ContextSource  # a port, defined in the domain
 from shared.domain.images import ImageRef
+from shared.domain.plans import BuildPlan
 from shared.domain.records import EnvironmentRecord, JobRecord
 
 
-class EnvironmentStore(Protocol):
+class Probe(Protocol):
+    """Every adapter answers whether its backend is reachable (for /api/health)."""
+
+    def check(self) -> None:
+        """Return when the backend answers; raise (any exception) with the reason when it does not."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing and the opaque cursor to the next (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class EnvironmentStore(Probe, Protocol):
     """Environment versions and jobs, partitioned by workspace."""
 
     def insert(self, record: EnvironmentRecord) -> bool:
-        """Create the version unless (workspace, name, version) exists; True when created."""
+        """Create the version unless (workspace, name, version) exists; True when created. An all-digit
+        version also raises the name's integer counter, so a later `insert_next` goes past it."""
+
+    def insert_next(self, record: EnvironmentRecord) -> EnvironmentRecord:
+        """Store `record` under the next free integer version of its name (its own `version` is ignored)
+        and return it with that version. Concurrent calls get distinct versions: 50 at once get 1..50."""
 
     def get(self, workspace: str, name: str, version: str) -> EnvironmentRecord | None:
         """One version."""
 
-    def highest_integer_version(self, workspace: str, name: str) -> int:
-        """The highest all-digit version of a name (archived ones included), 0 when there is none."""
-
     def latest(self, workspace: str, name: str) -> EnvironmentRecord | None:
         """The most recently created version that is not archived."""
 
-    def list_latest(self, workspace: str, *, top: int, after: str | None) -> list[EnvironmentRecord]:
-        """The latest version of each listed name (no anonymous, no archived), by name, after a name."""
+    def list_latest(self, workspace: str, *, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
+        """The latest version of each listed name (no anonymous, no archived), ordered by name."""
 
-    def history(
-        self, workspace: str, name: str, *, top: int, before: int | None
-    ) -> list[tuple[int, EnvironmentRecord]]:
-        """Versions of a name, newest first, with a position to page from."""
+    def history(self, workspace: str, name: str, *, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
+        """Versions of a name, archived ones included, newest first."""
 
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
         """Archive or restore a version; None when it does not exist."""
@@ -46,21 +66,17 @@ class EnvironmentStore(Protocol):
         """One job."""
 
 
-class ContextSource(Protocol):
-    """A build context whose files can be read."""
+class CuratedCatalog(Protocol):
+    """The curated environments: provided by the service, read-only, one version each."""
 
-    @property
-    def manifest(self) -> ContextManifest:
-        """Its manifest."""
+    def get(self, name: str) -> EnvironmentRecord | None:
+        """A curated environment by name, any case."""
 
-    def open(self, rel: str) -> BinaryIO:
-        """A member for reading."""
-
-    def read_text(self, rel: str) -> str | None:
-        """A member as text, or None when absent."""
+    def all(self) -> list[EnvironmentRecord]:
+        """Every curated environment, by name."""
 
 
-class ContextStore(Protocol):
+class ContextStore(Probe, Protocol):
     """Content-addressed file blobs and context manifests."""
 
     def write_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -79,7 +95,7 @@ class ContextStore(Protocol):
         """A stored manifest by digest."""
 
 
-class Registry(Protocol):
+class Registry(Probe, Protocol):
     """A container registry, read through the OCI distribution API."""
 
     def head(self, ref: ImageRef) -> str | None:
@@ -91,11 +107,16 @@ class Registry(Protocol):
         """Every tag of a repository, following `Link` pagination; RegistryUnavailable as for head."""
 
 
-class BuildStore(Protocol):
-    """Build records, their logs, and the one-active-build-per-hash rule."""
+class BuildStore(Probe, Protocol):
+    """Build records, their logs, and the one-active-build-per-hash rule (across all workspaces).
+
+    Records carry a `revision`; `update` is optimistic: it stores the record only when the stored
+    revision still equals `record.revision`, so two handlers of one build can never both move it on."""
 
     def start_or_join(self, record: BuildRecord) -> tuple[BuildRecord, bool]:
-        """Create `record` unless a build of its hash is unfinished; then return that one (False)."""
+        """Create `record` unless a build of its hash is unfinished; then return that one (False).
+        Enforced by the store itself (a unique row, a conditional create or an etag), never by
+        query-then-write."""
 
     def get(self, build_id: str) -> BuildRecord | None:
         """One build."""
@@ -106,17 +127,23 @@ class BuildStore(Protocol):
     def count_for_hash(self, hash_hex: str) -> int:
         """How many builds a hash has had."""
 
-    def update(self, record: BuildRecord) -> None:
-        """Save a changed record; a finished one frees its hash for a new build."""
+    def update(self, record: BuildRecord) -> BuildRecord:
+        """Save a changed record and return it with `revision` + 1; a finished one frees its hash for a
+        new build. Raises StaleRecord when the stored revision is not `record.revision`. A cancel
+        request made meanwhile is never lost: `cancel_requested` stays true once set."""
 
     def request_cancel(self, build_id: str) -> BuildRecord | None:
-        """Flag a build for cancellation."""
+        """Flag an unfinished build for cancellation (whatever its revision); None when unknown."""
+
+    def unfinished(self, *, idle_since: datetime) -> list[BuildRecord]:
+        """Unfinished builds whose `updated_at` is older than `idle_since`: the recovery sweep's input
+        (not a request path, so a cross-partition query is fine here)."""
 
     def append_log(self, build_id: str, lines: list[str]) -> None:
         """Add lines to a build's log."""
 
     def read_log(self, build_id: str, offset: int) -> list[str]:
-        """Lines from `offset` on."""
+        """Lines from `offset` on (line numbers start at 0)."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +156,15 @@ class QueueMessage:
     dequeue_count: int
 
 
-class Queue(Protocol):
-    """A durable queue with visibility timeouts, as Azure Storage queues behave."""
+class QueueSender(Probe, Protocol):
+    """The only side of a queue the use cases see: they send, something else consumes."""
 
-    def send(self, body: str) -> None:
-        """Enqueue a message."""
+    def send(self, body: str, *, delay: float = 0.0) -> None:
+        """Enqueue a message, invisible for `delay` seconds (a scheduled check)."""
+
+
+class QueueConsumer(Protocol):
+    """The receiving side, used by the local consumer (in Azure the queue triggers consume)."""
 
     def receive(self, visibility_timeout: float) -> QueueMessage | None:
         """The next visible message, hidden from others for `visibility_timeout` seconds."""
@@ -141,20 +172,28 @@ class Queue(Protocol):
     def delete(self, message: QueueMessage) -> None:
         """Done with it."""
 
-    def hide(self, message: QueueMessage, seconds: float) -> None:
-        """Keep it hidden for `seconds` more (a heartbeat, or a backoff before a retry)."""
+    def hide(self, message: QueueMessage, seconds: float) -> QueueMessage:
+        """Keep it hidden for `seconds` more (a heartbeat, or a backoff before a retry); the message
+        returned carries the receipt to use from now on (Azure Storage issues a new one)."""
 
     def poison(self, message: QueueMessage, reason: str) -> None:
-        """Move it aside for good, with the reason."""
+        """Move it aside for good (`<queue>-poison`), with the reason."""
 
 
-class Builder(Protocol):
-    """Builds an image from a folder and pushes it."""
+class Builder(Probe, Protocol):
+    """Runs builds that outlive any one call: start a run, then poll it until it ends."""
 
     name: str
 
-    def build(self, *, context: Path, dockerfile: str, targets: list[ImageRef], log: Callable[[str], None],
-              timeout: float, cancelled: Callable[[], bool]) -> BuiltImage:
-        """Build, push to every target; the pushed digest and what `pip freeze` / `conda list` report
-        inside the image. Raises BuildFailed (the definition's fault, final), BuildCancelled, or
-        BuilderUnavailable (worth a retry)."""
+    def start(self, *, build_id: str, plan: BuildPlan, context: ContextSource, targets: list[ImageRef],
+              platform: str, timeout: float, agent_pool: str | None) -> str:
+        """Start building `plan` from `context` (the Dockerfile and every file, generated ones included)
+        and pushing to every target; return the run id. Raises BuilderUnavailable (worth a retry) or
+        BuildFailed (the plan's fault, final)."""
+
+    def poll(self, run_id: str, log_offset: int) -> RunStatus:
+        """The run's state, and its log from `log_offset` (the builder's own unit) on. A run this builder
+        no longer knows (its process died) is LOST. Raises BuilderUnavailable when it cannot tell."""
+
+    def cancel(self, run_id: str) -> None:
+        """Ask the run to stop; `poll` reports CANCELLED once it has."""

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.images import DOCKER_HUB
+
+EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_emulator(url: str | None) -> bool:
+    """Whether a service URL points at an emulator on this machine (keys are accepted only there)."""
+    return url is not None and urlparse(url if "://" in url else f"http://{url}").hostname in EMULATOR_HOSTS
 
 
 class Settings(BaseSettings):
@@ -16,13 +25,31 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENVHUB_", extra="ignore")
 
     data_dir: Path = Path(".envhub")
-    store: Literal["sqlite"] = "sqlite"
-    contexts: Literal["file"] = "file"
     curated_dir: Path | None = None
     max_upload_bytes: int = 256 * 1024 * 1024  # a compressed build context
     max_context_bytes: int = 2 * 1024 * 1024 * 1024  # the same, expanded
     max_context_files: int = 50_000
     log_level: str = "INFO"
+
+    # The store: SQLite under data_dir, or Cosmos DB (containers as infra/ declares them).
+    store: Literal["sqlite", "cosmos"] = "sqlite"
+    cosmos_endpoint: str | None = None
+    cosmos_database: str = "envhub"
+    cosmos_key: str | None = None  # an emulator's key; in Azure the identity signs in
+    cosmos_create: bool = False  # create the database and containers (emulators only; infra/ does it in Azure)
+
+    # Build contexts: files under data_dir, or Blob Storage.
+    contexts: Literal["file", "blob"] = "file"
+    blob_account_url: str | None = None
+    blob_container: str = "build-contexts"
+
+    # The build queue: SQLite under data_dir, or Azure Storage queues.
+    queue: Literal["sqlite", "storage"] = "sqlite"
+    queue_account_url: str | None = None
+    build_queue: str = "build-requests"
+    # An emulator's connection string (Azurite) for blobs and queues; in Azure the identity signs in.
+    storage_connection_string: str | None = None
+    storage_create: bool = False  # create queues and containers (emulators only; infra/ does it in Azure)
 
     # The workspace's container registry: host[:port]. Unset, `envhub serve` runs a local one.
     registry: str | None = None
@@ -31,13 +58,42 @@ class Settings(BaseSettings):
     insecure_registries: str = ""  # comma-separated hosts reached over plain http
     unqualified_registry: str | None = None  # where `FROM name` goes; the local registry when it runs
 
-    builder: Literal["buildah"] = "buildah"
-    queue: Literal["sqlite"] = "sqlite"
+    # The builder: buildah on this machine, or ACR Tasks (serverless, or a workspace's agent pool).
+    builder: Literal["buildah", "acr_tasks"] = "buildah"
+    acr_resource_id: str | None = None  # /subscriptions/…/registries/<name>: where ACR Tasks runs
+    arm_endpoint: str = "https://management.azure.com"  # tests point it at a recording stand-in
+    build_compute: dict[str, str] = {}  # workspace -> agent pool, for network-restricted registries
+    build_timeout_seconds: float = 3600.0
+    build_parallel: int = 2  # buildah runs at once on this machine; more wait their turn
+    build_check_seconds: float = 0.5  # first check of a running build; doubles up to the maximum
+    build_check_max_seconds: float = 5.0
+    build_stale_seconds: float = 120.0  # a build untouched this long has lost its messages: recover it
+
     worker: bool = True  # drain the build queue inside this process
+    emulators: bool = False  # `envhub serve --emulators`: start Azurite and a Cosmos DB server, use them
     queue_visibility_seconds: float = 60.0
     queue_max_attempts: int = 5
     queue_backoff_seconds: float = 2.0
-    build_timeout_seconds: float = 3600.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        """Each Azure adapter needs its endpoint; keys and connection strings only reach emulators."""
+        needs = {"cosmos": (self.store == "cosmos", "ENVHUB_COSMOS_ENDPOINT", self.cosmos_endpoint),
+                 "blob": (self.contexts == "blob", "ENVHUB_BLOB_ACCOUNT_URL",
+                          self.blob_account_url or self.storage_connection_string),
+                 "storage": (self.queue == "storage", "ENVHUB_QUEUE_ACCOUNT_URL",
+                             self.queue_account_url or self.storage_connection_string),
+                 "acr_tasks": (self.builder == "acr_tasks", "ENVHUB_ACR_RESOURCE_ID", self.acr_resource_id)}
+        for kind, (chosen, setting, value) in needs.items():
+            if chosen and not value:
+                raise ValueError(f"'{kind}' needs {setting}")
+        if self.cosmos_key and not is_emulator(self.cosmos_endpoint):
+            raise ValueError("ENVHUB_COSMOS_KEY is accepted only for an emulator endpoint; in Azure the "
+                             "managed identity signs in")
+        if self.storage_connection_string and not _connection_string_is_local(self.storage_connection_string):
+            raise ValueError("ENVHUB_STORAGE_CONNECTION_STRING is accepted only for an emulator (Azurite); in "
+                             "Azure the managed identity signs in")
+        return self
 
     @property
     def local_registry(self) -> bool:
@@ -61,3 +117,11 @@ class Settings(BaseSettings):
         if self.unqualified_registry:
             return self.unqualified_registry
         return self.registry_host if self.local_registry else DOCKER_HUB
+
+
+def _connection_string_is_local(value: str) -> bool:
+    parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
+    if parts.get("UseDevelopmentStorage", "").lower() == "true":
+        return True
+    endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
+    return bool(endpoints) and all(is_emulator(v) for v in endpoints)

@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from functions.http_api import create_app
-from shared.bootstrap import Services, build_services
+from shared.adapters.azurite import EMULATORS as EMULATOR_BIN
+from shared.bootstrap import build_services
 from shared.settings import Settings
-from tests.support import CORPUS, running_server
+from tests.support import CORPUS, running_server, unavailable
 
 
 @pytest.fixture
@@ -33,20 +34,27 @@ def curated_api(tmp_path: Path) -> Iterator[TestClient]:
 
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    """A real `envhub serve` process on a free loopback port; yields its base URL."""
-    with running_server(tmp_path) as url:
+HOMES = ["local", pytest.param("emulators", marks=pytest.mark.integration)]
+
+
+def _home_args(home: str) -> tuple[str, ...]:
+    """`envhub serve` arguments for a home: SQLite, or the Azure adapters on emulators (`--emulators`)."""
+    if home == "local":
+        return ()
+    if not EMULATOR_BIN.is_dir():
+        unavailable("the emulators are not installed (`make emulators`)")
+    return ("--emulators",)
+
+
+@pytest.fixture(params=HOMES)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A real `envhub serve` process on a free loopback port, in each home; yields its base URL."""
+    with running_server(tmp_path, *_home_args(request.param)) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real server shared by a module's tests."""
-    with running_server(tmp_path_factory.mktemp("server")) as url:
+@pytest.fixture(scope="module", params=HOMES)
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real server shared by a module's tests, in each home."""
+    with running_server(tmp_path_factory.mktemp("server"), *_home_args(request.param)) as url:
         yield url
-
-
-def build_services_for_unit(folder: Path) -> Services:
-    """Real services over a throwaway data folder (SQLite in a temp dir is fast enough for unit tests)."""
-    return build_services(Settings(data_dir=folder / "data", registry="reg:5000"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 
 from functions.http_api import environments, images, jobs, problems
@@ -19,10 +21,16 @@ def create_app(services: Services) -> FastAPI:
     problems.install(app)
     root = APIRouter(prefix=API_PREFIX)
 
-    @root.get("/health", tags=["health"])
-    def health() -> dict[str, str]:
-        """200 when the service is ready."""
+    @root.get("/health/live", tags=["health"])
+    def live() -> dict[str, str]:
+        """200 while the process serves requests; nothing behind it is asked (the readiness check is /health)."""
         return {"status": "ok"}
+
+    @root.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        """Each port's adapter and whether it answers; `status` is `ok` when every one does, else `degraded`."""
+        ports = services.health()
+        return {"status": "ok" if all(p["ok"] for p in ports.values()) else "degraded", **ports}
 
     root.include_router(environments.router)
     root.include_router(jobs.router)

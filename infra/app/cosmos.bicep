@@ -4,10 +4,8 @@ param name string
 param location string = resourceGroup().location
 param tags object = {}
 param databaseName string
-param containerNames array
-
-@description('Partition key path shared by every container.')
-param partitionKeyPath string = '/workspace'
+@description('Containers to create, each `{ name, partitionKeyPath }`.')
+param containers array
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
   name: name
@@ -48,15 +46,15 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
   }
 }
 
-resource containers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for containerName in containerNames: {
+resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for container in containers: {
   parent: database
-  name: containerName
+  name: container.name
   properties: {
     resource: {
-      id: containerName
+      id: container.name
       partitionKey: {
         paths: [
-          partitionKeyPath
+          container.partitionKeyPath
         ]
         kind: 'Hash'
       }

@@ -48,6 +48,16 @@ class AcrRegistry:
         """Close the SDK's connections."""
         self._client.close()
 
+    def check(self) -> None:
+        """The registry answers a manifest lookup with this identity; a 404 is an answer (listing is ACR-only,
+        a lookup works on every registry)."""
+        try:
+            self._client.get_manifest("envhub/health-probe", "absent", **self._options)
+        except ResourceNotFoundError:
+            return
+        except (AzureError, DigestValidationError) as exc:
+            raise _unavailable(exc, self.registry, self.registry) from exc
+
     def head(self, ref: ImageRef) -> str | None:
         self._check(ref.registry)
         try:

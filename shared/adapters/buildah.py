@@ -11,14 +11,17 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from shared.adapters.children import die_with_parent
-from shared.domain.builds import BuiltImage
+from shared.domain.builds import BuiltImage, RunState, RunStatus
 from shared.domain.errors import BuildCancelled, BuilderUnavailable, BuildFailed
 from shared.domain.images import ImageRef
+from shared.domain.plans import BuildPlan
+from shared.ports import ContextSource
 
 log = logging.getLogger(__name__)
 BUSYBOX = Path("/bin/busybox")  # from busybox-static: runs in an empty image
@@ -33,23 +36,57 @@ _PACKAGES_SCRIPT = (
 )
 
 
+class _Run:
+    """One build running in a thread of this process: its log, and its outcome once it ends."""
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self.lines: list[str] = []
+        self.state = RunState.QUEUED
+        self.digest: str | None = None
+        self.packages: list[str] = []
+        self.reason: str | None = None
+        self.cancel = threading.Event()
+
+    def status(self, offset: int) -> RunStatus:
+        state = self.state  # read first: once a state is final, every log line is already appended
+        lines = self.lines[offset:]  # slicing is atomic under the GIL
+        return RunStatus(state=state, log=lines, log_offset=offset + len(lines), digest=self.digest,
+                         packages=self.packages, reason=self.reason)
+
+
 class BuildahBuilder:
-    """Runs `buildah bud`/`push` as subprocesses; one instance per data folder."""
+    """Runs `buildah bud`/`push` as subprocesses, each build in a thread of its own; one instance per
+    data folder. A run outlives the call that starts it, as an ACR Tasks run does; a finished run's
+    outcome is kept on disk, and a run whose process died is reported LOST so that it is started again."""
 
     name = "buildah"
 
     def __init__(self, root: Path, *, insecure_registries: frozenset[str] = frozenset(),
-                 unqualified_registry: str | None = None) -> None:
+                 unqualified_registry: str | None = None, parallel: int = 2) -> None:
         self.root = root
+        self._slots = threading.BoundedSemaphore(max(1, parallel))  # runs past the limit stay QUEUED
         self.insecure = insecure_registries
         root.mkdir(parents=True, exist_ok=True)
+        (root / "runs").mkdir(exist_ok=True)
         self.registries_conf = root / "registries.conf"
         self._write_registries_conf(unqualified_registry)
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def available() -> bool:
         """Whether buildah is installed."""
         return shutil.which("buildah") is not None
+
+    def check(self) -> None:
+        """buildah runs."""
+        binary = shutil.which("buildah")
+        if binary is None:
+            raise BuilderUnavailable("buildah is not installed (`make run` installs it)", where="buildah")
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+        if done.returncode != 0:
+            raise BuilderUnavailable(f"buildah --version failed: {done.stderr.strip()}", where="buildah")
 
     def _write_registries_conf(self, unqualified: str | None) -> None:
         # Short names (FROM envhub/busybox) resolve to the local registry, never to a public one.
@@ -70,8 +107,68 @@ class BuildahBuilder:
     def _tls(self, ref: ImageRef) -> str:
         return f"--tls-verify={'false' if ref.registry in self.insecure else 'true'}"
 
-    def build(self, *, context: Path, dockerfile: str, targets: list[ImageRef], log: Callable[[str], None],
-              timeout: float, cancelled: Callable[[], bool]) -> BuiltImage:
+    def start(self, *, build_id: str, plan: BuildPlan, context: ContextSource, targets: list[ImageRef],
+              platform: str, timeout: float, agent_pool: str | None) -> str:
+        if not self.available():
+            raise BuilderUnavailable("buildah is not installed (`make run` installs it)", where="buildah")
+        run = _Run(f"{build_id[:12]}-{uuid.uuid4().hex[:8]}")
+        with self._lock:
+            self._runs[run.id] = run
+        # The thread that starts buildah must live as long as buildah does: children get
+        # PR_SET_PDEATHSIG, which fires when the thread that forked them ends.
+        threading.Thread(target=self._execute, args=(run, plan, context, targets, timeout),
+                         name=f"buildah-{run.id}", daemon=True).start()
+        return run.id
+
+    def poll(self, run_id: str, log_offset: int) -> RunStatus:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            return run.status(log_offset)
+        result = self._result_path(run_id)
+        if result.is_file():  # finished before this process started
+            return RunStatus.model_validate_json(result.read_text()).model_copy(update={"log": [],
+                                                                                        "log_offset": log_offset})
+        return RunStatus(state=RunState.LOST, log_offset=log_offset,
+                         reason="the process running this build ended before the build did")
+
+    def cancel(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None:
+            run.cancel.set()
+
+    def _result_path(self, run_id: str) -> Path:
+        return self.root / "runs" / f"{run_id}.json"
+
+    def _execute(self, run: _Run, plan: BuildPlan, context: ContextSource, targets: list[ImageRef],
+                 timeout: float) -> None:
+        folder = self.root / "runs" / run.id
+        self._slots.acquire()
+        run.state = RunState.RUNNING
+        try:
+            _materialise(context, folder)
+            built = self.build_folder(folder, plan.dockerfile_path, targets, run.lines.append, timeout,
+                                      run.cancel.is_set)
+            run.digest, run.packages, run.state = built.digest, built.packages, RunState.SUCCEEDED
+        except BuildFailed as error:
+            run.reason, run.state = str(error), RunState.FAILED
+        except BuildCancelled as error:
+            run.reason, run.state = str(error), RunState.CANCELLED
+        except Exception as error:  # a fault of the moment (registry down, buildah killed): start it again
+            log.warning("build run %s stopped: %s", run.id, error)
+            run.reason, run.state = str(error), RunState.LOST
+        finally:
+            self._slots.release()
+            shutil.rmtree(folder, ignore_errors=True)
+            # The outcome outlives this process, so a restarted server can still tell how the run ended.
+            final = run.status(len(run.lines)).model_copy(update={"log": []})
+            self._result_path(run.id).write_text(final.model_dump_json())
+
+    def build_folder(self, context: Path, dockerfile: str, targets: list[ImageRef], log: Callable[[str], None],
+               timeout: float, cancelled: Callable[[], bool]) -> BuiltImage:
+        """Build a folder and push it to every target, here and now (a run's work, and the benchmark's
+        baseline)."""
         local = f"localhost/envhub-build/{targets[0].repository.replace('/', '-')}:{int(time.time() * 1000)}"
         started = time.monotonic()
         tail: list[str] = []
@@ -178,6 +275,20 @@ class BuildahBuilder:
         if done.returncode != 0:
             raise BuilderUnavailable(f"buildah {args[0]} failed: {done.stderr.strip()[-500:]}", where="buildah")
         return done.stdout
+
+
+def _materialise(context: ContextSource, folder: Path) -> None:
+    """Write every file and folder of the context under `folder`, with its executable bit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = context.manifest
+    for rel in manifest.dirs:
+        (folder / rel).mkdir(parents=True, exist_ok=True)
+    for entry in manifest.files:
+        path = folder / entry.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with context.open(entry.path) as source, path.open("wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        path.chmod(0o755 if entry.executable else 0o644)
 
 
 def _last_error(lines: list[str]) -> str:

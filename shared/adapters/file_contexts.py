@@ -11,6 +11,19 @@ from typing import BinaryIO
 
 from shared.domain.context import ContextManifest
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_sha256(value: str) -> bool:
+    """Whether `value` is a sha256 in lowercase hex (what blob names are)."""
+    return len(value) == 64 and _HEX.issuperset(value)
+
+
+def manifest_hex(digest: str) -> str | None:
+    """The hex part of a manifest digest (`sha256:<hex>`, or the bare hex); None when malformed."""
+    hex_part = digest.removeprefix("sha256:")
+    return hex_part if is_sha256(hex_part) else None
+
 
 class FileContextStore:
     """Blobs at blobs/ab/<sha256>, manifests at manifests/<hex>.json; each written to a temporary
@@ -23,7 +36,14 @@ class FileContextStore:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 
     def _blob_path(self, sha256: str) -> Path:
+        if not is_sha256(sha256):  # never a path of the caller's making
+            raise FileNotFoundError(f"no blob {sha256!r}")
         return self.root / "blobs" / sha256[:2] / sha256
+
+    def check(self) -> None:
+        # A real write: a vanished or read-only folder fails here rather than at the next upload.
+        with tempfile.TemporaryFile(dir=self.root / "tmp"):
+            pass
 
     def write_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -48,21 +68,25 @@ class FileContextStore:
         return self._blob_path(sha256).open("rb")
 
     def has_blob(self, sha256: str) -> bool:
-        return self._blob_path(sha256).is_file()
+        return is_sha256(sha256) and self._blob_path(sha256).is_file()
 
     def save_manifest(self, manifest: ContextManifest) -> str:
         digest = manifest.digest
         target = self.root / "manifests" / f"{digest.removeprefix('sha256:')}.json"
         if not target.exists():
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(manifest.model_dump_json())
-            os.replace(tmp, target)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(manifest.model_dump_json())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return digest
 
     def load_manifest(self, digest: str) -> ContextManifest | None:
-        hex_part = digest.removeprefix("sha256:")
-        if len(hex_part) != 64 or not all(c in "0123456789abcdef" for c in hex_part):
+        hex_part = manifest_hex(digest)
+        if hex_part is None:
             return None
         target = self.root / "manifests" / f"{hex_part}.json"
         if not target.is_file():

@@ -48,7 +48,9 @@ class OciRegistry:
         backoff: float = 0.25,
         max_backoff: float = 2.0,
         page_size: int = 100,
+        home: str | None = None,
     ) -> None:
+        self._home = home  # the workspace's registry, the one /api/health asks about
         self._insecure = frozenset(insecure_registries)
         self._credentials = dict(credentials or {})
         self._page_size = page_size
@@ -72,6 +74,17 @@ class OciRegistry:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def check(self) -> None:
+        """The home registry answers its API root (200, or 401 asking for a token: it is up)."""
+        if self._home is None:
+            return
+        try:
+            response = self._client.get(f"{self._base(self._home)}/v2/")
+        except httpx.HTTPError as error:
+            raise RegistryUnavailable(f"registry {self._home} did not answer: {error}", where=self._home) from error
+        if response.status_code not in (200, 401):
+            raise RegistryUnavailable(f"registry {self._home} answered {response.status_code}", where=self._home)
 
     def head(self, ref: ImageRef) -> str | None:
         url = f"{self._base(ref.registry)}/v2/{ref.repository}/manifests/{ref.reference}"

@@ -31,19 +31,23 @@ CREATE TABLE IF NOT EXISTS poison_messages (
 
 
 class SqliteQueue:
-    """One named queue. A receiver that dies simply stops renewing: the message reappears after its
-    visibility timeout and is handed out again, with its dequeue count raised."""
+    """One named queue, a QueueSender and a QueueConsumer. A receiver that dies simply stops renewing: the
+    message reappears after its visibility timeout and is handed out again, with its dequeue count raised.
+    Poisoned messages go to a table of their own, the local `<queue>-poison`."""
 
     def __init__(self, database: Database, name: str) -> None:
         self.database = database
         self.name = name
         database.connection().executescript(_SCHEMA)
 
-    def send(self, body: str) -> None:
+    def check(self) -> None:
+        self.database.connection().execute("SELECT 1").fetchone()
+
+    def send(self, body: str, *, delay: float = 0.0) -> None:
         now = time.time()
         self.database.connection().execute(
             "INSERT INTO queue_messages (id, queue, body, visible_at, inserted_at) VALUES (?, ?, ?, ?, ?)",
-            (str(uuid.uuid4()), self.name, body, now, now),
+            (str(uuid.uuid4()), self.name, body, now + max(0.0, delay), now),
         )
 
     def receive(self, visibility_timeout: float) -> Message | None:
@@ -66,11 +70,13 @@ class SqliteQueue:
             "DELETE FROM queue_messages WHERE id = ? AND receipt = ?", (message.id, message.receipt)
         )
 
-    def hide(self, message: Message, seconds: float) -> None:
+    def hide(self, message: Message, seconds: float) -> Message:
+        # The receipt stays valid here (Azure Storage would issue a new one); callers use the one returned.
         self.database.connection().execute(
             "UPDATE queue_messages SET visible_at = ? WHERE id = ? AND receipt = ?",
             (time.time() + seconds, message.id, message.receipt),
         )
+        return message
 
     def poison(self, message: Message, reason: str) -> None:
         with self.database.transaction() as db:

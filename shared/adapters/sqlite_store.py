@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.adapters.sqlite_db import Database
 from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.ports import Page
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -25,23 +26,35 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
+_INSERT = ("INSERT INTO environments (workspace, name, version, anonymous, archived, record) "
+           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version) DO NOTHING")
+
 
 class SqliteStore:
-    """Environment versions and jobs in SQLite."""
+    """Environment versions and jobs in SQLite; `seq` is the creation order, cursors are a name or a `seq`."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._connection = database.connection
         self._connection().executescript(_SCHEMA)
 
+    def check(self) -> None:
+        self._connection().execute("SELECT 1").fetchone()
+
     def insert(self, record: EnvironmentRecord) -> bool:
-        cursor = self._connection().execute(
-            "INSERT INTO environments (workspace, name, version, anonymous, archived, record) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version) DO NOTHING",
-            (record.workspace, record.name, record.version, int(record.anonymous), int(record.archived),
-             record.model_dump_json()),
-        )
-        return cursor.rowcount == 1
+        # The integer counter is the highest all-digit version stored, so an explicit "7" raises it by itself.
+        return self._connection().execute(_INSERT, _row(record)).rowcount == 1
+
+    def insert_next(self, record: EnvironmentRecord) -> EnvironmentRecord:
+        with self.database.transaction() as db:  # BEGIN IMMEDIATE: no other writer between MAX and INSERT
+            row = db.execute(
+                "SELECT MAX(CAST(version AS INTEGER)) FROM environments WHERE workspace = ? AND name = ? "
+                "AND version <> '' AND version NOT GLOB '*[^0-9]*'",
+                (record.workspace, record.name),
+            ).fetchone()
+            stored = record.model_copy(update={"version": str(int(row[0] or 0) + 1)})
+            db.execute(_INSERT, _row(stored))
+        return stored
 
     def get(self, workspace: str, name: str, version: str) -> EnvironmentRecord | None:
         row = self._connection().execute(
@@ -49,14 +62,6 @@ class SqliteStore:
             (workspace, name, version),
         ).fetchone()
         return None if row is None else EnvironmentRecord.model_validate_json(row[0])
-
-    def highest_integer_version(self, workspace: str, name: str) -> int:
-        row = self._connection().execute(
-            "SELECT MAX(CAST(version AS INTEGER)) FROM environments WHERE workspace = ? AND name = ? "
-            "AND version NOT GLOB '*[^0-9]*'",
-            (workspace, name),
-        ).fetchone()
-        return int(row[0] or 0)
 
     def latest(self, workspace: str, name: str) -> EnvironmentRecord | None:
         row = self._connection().execute(
@@ -66,24 +71,25 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else EnvironmentRecord.model_validate_json(row[0])
 
-    def list_latest(self, workspace: str, *, top: int, after: str | None) -> list[EnvironmentRecord]:
+    def list_latest(self, workspace: str, *, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
         rows = self._connection().execute(
-            "SELECT record FROM environments AS e WHERE workspace = ? AND anonymous = 0 AND archived = 0 "
+            "SELECT name, record FROM environments AS e WHERE workspace = ? AND anonymous = 0 AND archived = 0 "
             "AND name > ? AND seq = (SELECT MAX(seq) FROM environments WHERE workspace = e.workspace "
             "AND name = e.name AND archived = 0) ORDER BY name LIMIT ?",
-            (workspace, after or "", top),
+            (workspace, cursor or "", top + 1),  # one more than asked tells whether another page follows
         ).fetchall()
-        return [EnvironmentRecord.model_validate_json(row[0]) for row in rows]
+        page = [EnvironmentRecord.model_validate_json(row[1]) for row in rows[:top]]
+        return Page(page, rows[top - 1][0] if len(rows) > top else None)
 
-    def history(
-        self, workspace: str, name: str, *, top: int, before: int | None
-    ) -> list[tuple[int, EnvironmentRecord]]:
+    def history(self, workspace: str, name: str, *, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
+        before = 2**62 if cursor is None else int(cursor)  # ValueError for a cursor this store never made
         rows = self._connection().execute(
             "SELECT seq, record FROM environments WHERE workspace = ? AND name = ? AND seq < ? "
             "ORDER BY seq DESC LIMIT ?",
-            (workspace, name, before if before is not None else 2**62, top),
+            (workspace, name, before, top + 1),
         ).fetchall()
-        return [(row[0], EnvironmentRecord.model_validate_json(row[1])) for row in rows]
+        page = [EnvironmentRecord.model_validate_json(row[1]) for row in rows[:top]]
+        return Page(page, str(rows[top - 1][0]) if len(rows) > top else None)
 
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
         with self.database.transaction() as db:
@@ -108,3 +114,8 @@ class SqliteStore:
             "SELECT record FROM jobs WHERE workspace = ? AND id = ?", (workspace, job_id)
         ).fetchone()
         return None if row is None else JobRecord.model_validate_json(row[0])
+
+
+def _row(record: EnvironmentRecord) -> tuple[str, str, str, int, int, str]:
+    return (record.workspace, record.name, record.version, int(record.anonymous), int(record.archived),
+            record.model_dump_json())

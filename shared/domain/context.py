@@ -7,6 +7,7 @@ import json
 import posixpath
 from collections.abc import Iterable
 from functools import cached_property
+from typing import BinaryIO, Protocol
 
 from docker.utils.build import PatternMatcher
 from pydantic import BaseModel, ConfigDict
@@ -67,6 +68,20 @@ class ContextManifest(BaseModel):
     def get(self, path: str) -> FileEntry | None:
         """The entry at `path`, if any."""
         return self.by_path.get(path)
+
+
+class ContextSource(Protocol):
+    """A build context whose files can be read (a stored upload, a user's folder, a generated plan)."""
+
+    @property
+    def manifest(self) -> ContextManifest:
+        """Its manifest."""
+
+    def open(self, rel: str) -> BinaryIO:
+        """A member for reading."""
+
+    def read_text(self, rel: str) -> str | None:
+        """A member as text, or None when absent."""
 
 
 def _parents(paths: Iterable[str]) -> set[str]:

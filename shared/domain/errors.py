@@ -88,3 +88,9 @@ class BuilderUnavailable(EnvhubError):
     """The builder or the registry it pushes to could not be reached: worth retrying."""
 
     slug = "builder-unavailable"
+
+
+class StaleRecord(EnvhubError):
+    """A record changed since it was read (optimistic concurrency): another handler moved it on."""
+
+    slug = "stale-record"

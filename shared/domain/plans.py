@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+from typing import BinaryIO
+
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from shared.domain.context import ContextManifest, FileEntry
 from shared.domain.definition import Definition, Kind
 from shared.domain.errors import NothingToBuild
 
@@ -69,3 +74,29 @@ def plan_for(definition: Definition, hash_hex: str, dockerfile_text: str | None 
         f"'{definition.image}' is the user's own image: envhub does not build it, only checks that it exists",
         where="image",
     )
+
+
+class GeneratedContext:
+    """A generated plan's build context, held in memory: its files and its Dockerfile."""
+
+    def __init__(self, plan: BuildPlan) -> None:
+        files = {generated.path: generated.content.encode() for generated in plan.generated}
+        files[plan.dockerfile_path] = plan.dockerfile.encode()
+        self._files = files
+        self._manifest = ContextManifest.of(
+            FileEntry(path=path, executable=False, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            for path, data in files.items())
+
+    @property
+    def manifest(self) -> ContextManifest:
+        """Its manifest."""
+        return self._manifest
+
+    def open(self, rel: str) -> BinaryIO:
+        """A member for reading."""
+        return io.BytesIO(self._files[rel])
+
+    def read_text(self, rel: str) -> str | None:
+        """A member as text, or None when absent."""
+        data = self._files.get(rel)
+        return None if data is None else data.decode()

@@ -1,60 +1,93 @@
-"""Running a queued build: idempotent, so a redelivered message finishes the job instead of repeating it."""
+"""The build state machine: a `build` message starts a run, `check` messages follow it to its end.
+
+No handler waits for a build: an ACR Tasks run takes minutes to hours and a function call must not. Each
+step is idempotent and guarded by the record's revision, so a redelivered or duplicated message (a killed
+worker, the recovery sweep) moves a build on at most once."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus, immutable_tag
-from shared.domain.definition import Definition
-from shared.domain.errors import BuildCancelled, BuildFailed, EnvhubError, RegistryUnavailable
-from shared.domain.images import ImageRef, environment_image, parse_image
-from shared.domain.plans import BuildPlan, plan_for
-from shared.ports import Builder, BuildStore, QueueMessage, Registry
+from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus, RunState, RunStatus, immutable_tag
+from shared.domain.context import ContextSource
+from shared.domain.dockerfile import base_images
+from shared.domain.errors import BuildFailed, EnvhubError, RegistryUnavailable, StaleRecord
+from shared.domain.images import environment_image, parse_image
+from shared.domain.plans import BuildPlan, GeneratedContext
+from shared.ports import Builder, BuildStore, QueueMessage, QueueSender, Registry
 from shared.services.contexts import ContextService
-from shared.services.environments import EnvironmentService
 
 log = logging.getLogger(__name__)
+MAX_CAS_ATTEMPTS = 20  # each failure means another writer moved the record on; a few are plenty
+
+
+@dataclass(frozen=True)
+class BuildPolicy:
+    """Timings and limits of the state machine."""
+
+    timeout: float = 3600.0
+    check_first: float = 0.5  # seconds before the first check; doubles per check up to check_max
+    check_max: float = 5.0
+    stale_after: float = 120.0  # an unfinished build untouched this long has lost its messages
+    max_attempts: int = 3  # runs started for one build before it fails (lost runs: a killed worker)
+
+    def check_delay(self, checks: int) -> float:
+        """How long to wait before check number `checks`."""
+        return float(min(self.check_max, self.check_first * 2 ** min(checks, 30)))
 
 
 class BuildService:
-    """Handles build requests from the queue."""
+    """Dispatches, follows, cancels and recovers builds, over any Builder."""
 
-    def __init__(self, *, builds: BuildStore, environments: EnvironmentService, contexts: ContextService,
-                 registry: Registry, builder: Builder, registry_host: str, default_registry: str,
-                 work_dir: Path, timeout: float,
+    def __init__(self, *, builds: BuildStore, contexts: ContextService, registry: Registry, builder: Builder,
+                 queue: QueueSender, registry_host: str, default_registry: str, policy: BuildPolicy,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.builds = builds
-        self.environments = environments
         self.contexts = contexts
         self.registry = registry
         self.builder = builder
+        self.queue = queue
         self.registry_host = registry_host
         self.default_registry = default_registry
-        self.work_dir = work_dir
-        self.timeout = timeout
+        self.policy = policy
         self.clock = clock
 
+    # -- entry points ---------------------------------------------------------------------------
+
     def handle_message(self, message: QueueMessage) -> None:
-        """The queue's entry point."""
-        self.handle(BuildRequest.model_validate_json(message.body))
+        """The queue's entry point; a fault worth a retry propagates (the queue redelivers)."""
+        request = BuildRequest.model_validate_json(message.body)
+        if request.type == "check":
+            self.check(request.build_id, request.check)
+        else:
+            self.dispatch(request.build_id)
 
     def give_up(self, message: QueueMessage, reason: str) -> None:
-        """Record the build as failed when its message is poisoned."""
+        """Record the build as failed when its message is poisoned, and stop its run."""
         request = BuildRequest.model_validate_json(message.body)
-        build = self.builds.get(request.build_id)
-        if build is not None and not build.status.finished:
-            self._finish(build, BuildStatus.FAILED, reason=f"gave up after {message.dequeue_count} attempts: {reason}")
-
-    def handle(self, request: BuildRequest) -> None:
-        """Build unless already done; a fault that is worth a retry propagates (the queue redelivers)."""
         build = self.builds.get(request.build_id)
         if build is None or build.status.finished:
             return
+        if build.run_id is not None:
+            self._cancel_run(build)
+        self._finish(build, BuildStatus.FAILED, reason=f"gave up after {message.dequeue_count} attempts: {reason}")
+
+    def send(self, build: BuildRecord, *, check: bool, delay: float = 0.0) -> None:
+        """Queue the next step of a build."""
+        request = BuildRequest(type="check" if check else "build", build_id=build.id, workspace=build.workspace,
+                               hash=build.hash, check=build.checks)
+        self.queue.send(request.model_dump_json(), delay=delay)
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def dispatch(self, build_id: str) -> None:
+        """Start a run for a queued build (or finish it at once when its image already exists)."""
+        build = self.builds.get(build_id)
+        if build is None or build.status.finished or build.run_id is not None:
+            return  # done, or a redelivered message: the run's checks follow it already
         if build.cancel_requested:
             self._finish(build, BuildStatus.CANCELLED, reason="cancelled before it started")
             return
@@ -63,73 +96,52 @@ class BuildService:
         if pushed is not None:
             # An earlier attempt pushed the image and died before recording it.
             self._log(build, f"envhub: {target} already exists ({pushed}); nothing to build")
-            self._finish(build.model_copy(update={"digest": pushed, "tags": build.tags or ["latest"]}),
-                         BuildStatus.SUCCEEDED)
+            self._finish(build, BuildStatus.SUCCEEDED, digest=pushed, tags=build.tags or ["latest"])
             return
-        build = build.model_copy(update={"status": BuildStatus.RUNNING, "attempts": build.attempts + 1,
-                                         "started_at": build.started_at or self.clock(),
-                                         "builder": self.builder.name})
-        self.builds.update(build)
-        if build.attempts > 1:
-            self._log(build, f"envhub: attempt {build.attempts} (an earlier attempt stopped without finishing)")
+        plan = build.plan
+        if plan is None:
+            self._finish(build, BuildStatus.FAILED, reason="the build has no plan")
+            return
         try:
-            self._build(build, target)
+            context = self._context(plan)
+            bases = self._base_digests(plan, build)
         except BuildFailed as error:
-            self._finish(self.builds.get(build.id) or build, BuildStatus.FAILED, reason=str(error))
-        except BuildCancelled as error:
-            self._finish(self.builds.get(build.id) or build, BuildStatus.CANCELLED, reason=str(error))
-
-    def _build(self, build: BuildRecord, target: ImageRef) -> None:
-        record = self.environments.get(workspace=build.workspace, name=build.environment_name,
-                                       version=build.environment_version)
-        folder = Path(tempfile.mkdtemp(prefix=f"build-{build.id[:12]}-", dir=self._work()))
+            self._finish(build, BuildStatus.FAILED, reason=str(error))
+            return
+        tag = immutable_tag(build.id, self.clock())
+        attempt = build.attempts + 1
+        self._log(build, f"envhub: building {target.repository} with {self.builder.name}"
+                  + (f" (attempt {attempt})" if attempt > 1 else ""))
         try:
-            plan = self._materialise(record.definition, build, folder)
-            if "{{" in plan.dockerfile:
-                raise BuildFailed("the Dockerfile still has build-time templates such as {{latest-image-tag}}; "
-                                  "pin the base image tag to build it here", where=plan.dockerfile_path)
-            bases = self._base_digests(record.description.base_images, build)
-            build = build.model_copy(update={"base_digests": bases})
-            self.builds.update(build)
-            tag = immutable_tag(build.id, self.clock())
-            self._log(build, f"envhub: building {target.repository} with {self.builder.name}")
-            built = self.builder.build(
-                context=folder, dockerfile=plan.dockerfile_path, targets=[target, target.with_tag(tag)],
-                log=lambda line: self._log(build, line), timeout=self.timeout,
-                cancelled=lambda: bool((b := self.builds.get(build.id)) and b.cancel_requested),
-            )
-            self._finish(build.model_copy(update={"digest": built.digest, "tags": ["latest", tag],
-                                                  "packages": built.packages}), BuildStatus.SUCCEEDED)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            run_id = self.builder.start(build_id=build.id, plan=plan, context=context,
+                                        targets=[target, target.with_tag(tag)], platform=build.platform,
+                                        timeout=self.policy.timeout, agent_pool=build.agent_pool)
+        except BuildFailed as error:
+            self._finish(build, BuildStatus.FAILED, reason=str(error))
+            return
+        started = self._change(build.id, lambda b: None if b.run_id is not None or b.status.finished else {
+            "status": BuildStatus.RUNNING, "run_id": run_id, "attempts": attempt, "log_offset": 0,
+            "started_at": b.started_at or self.clock(), "builder": self.builder.name, "base_digests": bases,
+            "tags": ["latest", tag]})
+        if started is None:  # another dispatch won the race, or the build ended meanwhile
+            self.builder.cancel(run_id)
+            return
+        self.send(started, check=True, delay=self.policy.check_delay(started.checks))
 
-    def _materialise(self, definition: Definition, build: BuildRecord, folder: Path) -> BuildPlan:
-        """Write the build context (uploaded or generated) into `folder`; return the plan it serves."""
-        if definition.build is not None:
-            context = self.contexts.get(definition.build.context)
-            if context is None:
-                raise BuildFailed(f"the build context {definition.build.context} is no longer stored",
-                                  where="build.context")
-            for entry in context.manifest.files:
-                path = folder / entry.path
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with context.open(entry.path) as source, path.open("wb") as sink:
-                    shutil.copyfileobj(source, sink, 1 << 20)
-                path.chmod(0o755 if entry.executable else 0o644)
-            for rel in context.manifest.dirs:
-                (folder / rel).mkdir(parents=True, exist_ok=True)
-            return plan_for(definition, build.hash, context.read_text(definition.build.dockerfile))
-        plan = plan_for(definition, build.hash)
-        for generated in plan.generated:
-            path = folder / generated.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(generated.content)
-        (folder / plan.dockerfile_path).write_text(plan.dockerfile)
-        return plan
+    def _context(self, plan: BuildPlan) -> ContextSource:
+        if "{{" in plan.dockerfile:
+            raise BuildFailed("the Dockerfile still has build-time templates such as {{latest-image-tag}}; "
+                              "pin the base image tag to build it here", where=plan.dockerfile_path)
+        if plan.context_digest is None:
+            return GeneratedContext(plan)
+        context = self.contexts.get(plan.context_digest)
+        if context is None:
+            raise BuildFailed(f"the build context {plan.context_digest} is no longer stored", where="build.context")
+        return context
 
-    def _base_digests(self, bases: list[str], build: BuildRecord) -> dict[str, str | None]:
+    def _base_digests(self, plan: BuildPlan, build: BuildRecord) -> dict[str, str | None]:
         digests: dict[str, str | None] = {}
-        for base in bases:
+        for base in base_images(plan.dockerfile, where=plan.dockerfile_path):
             try:
                 digests[base] = self.registry.head(parse_image(base, default_registry=self.default_registry))
                 self._log(build, f"envhub: base image {base} is {digests[base]}")
@@ -138,15 +150,115 @@ class BuildService:
                 self._log(build, f"envhub: could not resolve base image {base}: {error}")
         return digests
 
-    def _work(self) -> Path:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        return self.work_dir
+    # -- check ----------------------------------------------------------------------------------
+
+    def check(self, build_id: str, seq: int) -> None:
+        """Follow a run: copy its new log, record its end, or look again later."""
+        build = self.builds.get(build_id)
+        if build is None or build.status.finished or build.checks != seq:
+            return  # done, or a duplicate of a check already handled
+        if build.run_id is None:
+            self.dispatch(build_id)  # the run was never started (or was lost): start it
+            return
+        if build.cancel_requested:
+            self.builder.cancel(build.run_id)
+        status = self.builder.poll(build.run_id, build.log_offset)  # BuilderUnavailable: the queue retries
+        run_id = build.run_id
+        claimed = self._change(build_id, lambda b: None if b.checks != seq or b.run_id != run_id else {
+            "checks": seq + 1, "log_offset": status.log_offset})
+        if claimed is None:
+            return  # another handler took this check
+        if status.log:
+            self.builds.append_log(build_id, status.log)
+        if status.state.finished:
+            self._ended(claimed, status)
+        elif self._overdue(claimed):
+            self.builder.cancel(run_id)
+            self._finish(claimed, BuildStatus.FAILED,
+                         reason=f"the build took longer than {self.policy.timeout:.0f} s and was stopped")
+        else:
+            self.send(claimed, check=True, delay=self.policy.check_delay(claimed.checks))
+
+    def _ended(self, build: BuildRecord, status: RunStatus) -> None:
+        if status.state is RunState.SUCCEEDED:
+            self._finish(build, BuildStatus.SUCCEEDED, digest=status.digest, packages=status.packages)
+        elif status.state is RunState.CANCELLED:
+            self._finish(build, BuildStatus.CANCELLED, reason=status.reason or "the build was cancelled")
+        elif status.state is RunState.FAILED:
+            self._finish(build, BuildStatus.FAILED, reason=status.reason or "the build failed")
+        elif build.attempts >= self.policy.max_attempts:
+            self._finish(build, BuildStatus.FAILED,
+                         reason=f"gave up after {build.attempts} attempts: {status.reason or 'the run was lost'}")
+        else:
+            self._log(build, f"envhub: attempt {build.attempts} stopped without finishing "
+                             f"({status.reason or 'the run was lost'}); starting again")
+            again = self._change(build.id, lambda b: None if b.run_id != build.run_id else {
+                "run_id": None, "status": BuildStatus.QUEUED})
+            if again is not None:
+                self.send(again, check=False)  # a message, not a call: durable if starting fails now
+
+    def _overdue(self, build: BuildRecord) -> bool:
+        # The builder enforces the timeout itself; this is the backstop for one that does not report.
+        grace = max(60.0, 2 * self.policy.check_max)
+        return build.started_at is not None and \
+            self.clock() - build.started_at > timedelta(seconds=self.policy.timeout + grace)
+
+    # -- cancel and recovery --------------------------------------------------------------------
+
+    def cancel(self, build_id: str) -> BuildRecord | None:
+        """Cancel a build: at once when no run has started, at the next check (sent now) when running."""
+        build = self.builds.request_cancel(build_id)
+        if build is None or build.status.finished:
+            return build
+        if build.run_id is None:
+            finished = self._finish(build, BuildStatus.CANCELLED, reason="cancelled before it started")
+            return finished or self.builds.get(build_id)
+        self.send(build, check=True)
+        return build
+
+    def recover(self) -> int:
+        """Re-send the next step of every unfinished build that nothing has touched for a while (its
+        message was lost); return how many. Duplicates are harmless: steps are idempotent."""
+        idle_since = self.clock() - timedelta(seconds=self.policy.stale_after)
+        recovered = self.builds.unfinished(idle_since=idle_since)
+        for build in recovered:
+            log.warning("build %s (%s) untouched since %s: sending its next step again", build.id, build.status,
+                        build.updated_at)
+            self.send(build, check=build.run_id is not None)
+        return len(recovered)
+
+    # -- records --------------------------------------------------------------------------------
+
+    def _change(self, build_id: str, changes: Callable[[BuildRecord], dict[str, object] | None]) -> BuildRecord | None:
+        """Read-modify-write under the store's optimistic concurrency; `changes` returns None to give up."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current = self.builds.get(build_id)
+            if current is None:
+                return None
+            update = changes(current)
+            if update is None:
+                return None
+            try:
+                return self.builds.update(current.model_copy(update=update))
+            except StaleRecord:
+                continue
+        raise StaleRecord(f"build {build_id} kept changing under this handler", where=build_id)
+
+    def _cancel_run(self, build: BuildRecord) -> None:
+        try:
+            if build.run_id is not None:
+                self.builder.cancel(build.run_id)
+        except EnvhubError as error:
+            log.warning("could not cancel run %s of build %s: %s", build.run_id, build.id, error)
 
     def _log(self, build: BuildRecord, line: str) -> None:
         self.builds.append_log(build.id, [line])
 
-    def _finish(self, build: BuildRecord, status: BuildStatus, reason: str | None = None) -> None:
-        done = build.model_copy(update={"status": status, "finished_at": self.clock(), "reason": reason})
-        self.builds.update(done)
-        self._log(done, f"envhub: build {status.value}" + (f": {reason}" if reason else ""))
-        log.info("build %s of %s %s%s", build.id, build.image, status.value, f": {reason}" if reason else "")
+    def _finish(self, build: BuildRecord, status: BuildStatus, *, reason: str | None = None,
+                **outcome: object) -> BuildRecord | None:
+        done = self._change(build.id, lambda b: None if b.status.finished else {
+            "status": status, "finished_at": self.clock(), "reason": reason, **outcome})
+        if done is not None:
+            self._log(done, f"envhub: build {status.value}" + (f": {reason}" if reason else ""))
+            log.info("build %s of %s %s%s", build.id, build.image, status.value, f": {reason}" if reason else "")
+        return done

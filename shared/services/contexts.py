@@ -9,7 +9,7 @@ from typing import IO, BinaryIO
 
 from shared.domain.context import ContextManifest, FileEntry, check_member_path
 from shared.domain.errors import ContextTooLarge, InvalidContext
-from shared.ports import ContextSource, ContextStore
+from shared.ports import ContextStore
 
 _CHUNK = 1 << 20
 
@@ -95,16 +95,6 @@ class ContextService:
         """A stored context by digest."""
         manifest = self.store.load_manifest(digest)
         return None if manifest is None else StoredContext(self.store, manifest)
-
-    def import_source(self, source: ContextSource) -> ContextManifest:
-        """Copy a readable context (a local folder) into the store."""
-        manifest = source.manifest
-        for entry in manifest.files:
-            if not self.store.has_blob(entry.sha256):
-                with source.open(entry.path) as handle:
-                    self.store.write_blob(_chunks(handle))
-        self.store.save_manifest(manifest)
-        return manifest
 
 
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:

@@ -10,18 +10,14 @@ from typing import Any
 
 from shared.domain import naming
 from shared.domain.definition import Definition, Submission, parse_document
+from shared.domain.describing import describe
 from shared.domain.errors import InvalidDefinition, NotFound, ReservedName, VersionConflict
 from shared.domain.records import Change, Description, EnvironmentRecord, diff
-from shared.ports import EnvironmentStore
-from shared.services.catalog import Catalog
+from shared.ports import CuratedCatalog, EnvironmentStore, Page
 from shared.services.contexts import ContextService
-from shared.services.describing import describe
 
 log = logging.getLogger(__name__)
 LATEST = "latest"
-# Each failed attempt means another registration of the same name won, so this bounds only
-# pathological contention, never ordinary concurrency.
-MAX_VERSION_ATTEMPTS = 1000
 
 
 @dataclass(frozen=True)
@@ -32,18 +28,10 @@ class Registered:
     created: bool
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a listing and the cursor to the next."""
-
-    items: list[EnvironmentRecord]
-    next_cursor: str | None
-
-
 class EnvironmentService:
     """The environment use cases."""
 
-    def __init__(self, *, store: EnvironmentStore, contexts: ContextService, catalog: Catalog,
+    def __init__(self, *, store: EnvironmentStore, contexts: ContextService, catalog: CuratedCatalog,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.contexts = contexts
@@ -83,13 +71,9 @@ class EnvironmentService:
         described = self.describe_submission(submission)
         if submission.version is not None:
             return self._register_explicit(workspace, name, submission.version, described)
-        for _ in range(MAX_VERSION_ATTEMPTS):
-            candidate = str(self.store.highest_integer_version(workspace, name) + 1)
-            record = self._record(workspace, name, candidate, described)
-            if self.store.insert(record):
-                log.info("registered %s:%s in %s (hash %s)", name, candidate, workspace, described.hash[:12])
-                return Registered(record, True)
-        raise VersionConflict(f"could not allocate a version for '{name}' under contention; retry", where="version")
+        record = self.store.insert_next(self._record(workspace, name, "0", described))
+        log.info("registered %s:%s in %s (hash %s)", name, record.version, workspace, described.hash[:12])
+        return Registered(record, True)
 
     def _register_explicit(self, workspace: str, name: str, version: str, described: Description,
                            anonymous: bool = False) -> Registered:
@@ -137,21 +121,19 @@ class EnvironmentService:
             raise NotFound(f"{what} is not registered in workspace '{workspace}'", where=f"{name}:{version}")
         return record
 
-    def list_latest(self, *, workspace: str, top: int, cursor: str | None) -> Page:
+    def list_latest(self, *, workspace: str, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
         """Latest version of each name, anonymous and archived hidden."""
-        items = self.store.list_latest(workspace, top=top, after=cursor)
-        return Page(items, items[-1].name if len(items) == top else None)
+        return self.store.list_latest(workspace, top=top, cursor=cursor)
 
-    def history(self, *, workspace: str, name: str, top: int, cursor: str | None) -> Page:
+    def history(self, *, workspace: str, name: str, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
         """Every version of a name, newest first."""
-        before = int(cursor) if cursor and cursor.isdigit() else None
-        rows = self.store.history(workspace, name, top=top, before=before)
-        if not rows and before is None:
+        page = self.store.history(workspace, name, top=top, cursor=cursor)
+        if not page.items and cursor is None:
             curated = self.catalog.get(name)
             if curated is not None:
                 return Page([curated], None)
             raise NotFound(f"'{name}' is not registered in workspace '{workspace}'", where=name)
-        return Page([record for _, record in rows], str(rows[-1][0]) if len(rows) == top else None)
+        return page
 
     def diff(self, *, workspace: str, name: str, version: str, against: str) -> tuple[list[Change], bool]:
         """Changed fields between two versions, and whether the hash (so the image) changed."""

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus
+from shared.domain.builds import BuildRecord, BuildStatus, new_build_id
 from shared.domain.definition import Kind
 from shared.domain.errors import NotFound, QueueUnavailable
 from shared.domain.images import ImageRef, environment_image, parse_image
-from shared.domain.plans import plan_for
+from shared.domain.plans import BuildPlan, plan_for
 from shared.domain.records import EnvironmentRecord
-from shared.ports import BuildStore, Queue, Registry
+from shared.ports import BuildStore, Registry
+from shared.services.building import BuildService
 from shared.services.contexts import ContextService
 from shared.services.environments import EnvironmentService
 
@@ -48,12 +48,14 @@ class ImageService:
     """Cache lookups and build requests."""
 
     def __init__(self, *, environments: EnvironmentService, contexts: ContextService, builds: BuildStore,
-                 queue: Queue, registry: Registry, registry_host: str, default_registry: str,
+                 building: BuildService, registry: Registry, registry_host: str, default_registry: str,
+                 build_compute: dict[str, str] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.environments = environments
         self.contexts = contexts
         self.builds = builds
-        self.queue = queue
+        self.building = building
+        self.build_compute = build_compute or {}
         self.registry = registry
         self.registry_host = registry_host
         self.default_registry = default_registry
@@ -77,7 +79,7 @@ class ImageService:
         build, created = self.builds.start_or_join(self._new_build(record))
         if created:
             try:
-                self.queue.send(BuildRequest(build_id=build.id, workspace=workspace, hash=build.hash).model_dump_json())
+                self.building.send(build, check=False)
             except Exception as error:
                 # A build nobody will run must not hold the hash: later requests would join it forever.
                 self.builds.update(build.model_copy(update={
@@ -96,16 +98,24 @@ class ImageService:
                            "not build user images", where="image")
         return Ensured(image=str(ref), digest=digest, build=None)
 
-    def _new_build(self, record: EnvironmentRecord) -> BuildRecord:
-        dockerfile = None
+    def plan(self, record: EnvironmentRecord) -> BuildPlan:
+        """How the environment's image is built: the one place a plan is made (a build stores it)."""
         definition = record.definition
+        dockerfile = None
         if definition.build is not None:
             context = self.contexts.get(definition.build.context)
-            dockerfile = None if context is None else context.read_text(definition.build.dockerfile)
-        plan = plan_for(definition, record.description.hash, dockerfile)
-        return BuildRecord(id=uuid.uuid4().hex, hash=record.description.hash, workspace=record.workspace,
+            if context is None:
+                raise NotFound(f"the build context {definition.build.context} is no longer stored",
+                               where="build.context")
+            dockerfile = context.read_text(definition.build.dockerfile)
+        return plan_for(definition, record.description.hash, dockerfile)
+
+    def _new_build(self, record: EnvironmentRecord) -> BuildRecord:
+        return BuildRecord(id=new_build_id(), hash=record.description.hash, workspace=record.workspace,
                            environment_name=record.name, environment_version=record.version,
-                           image=record.description.image, created_at=self.clock(), dockerfile=plan.dockerfile)
+                           image=record.description.image, created_at=self.clock(), plan=self.plan(record),
+                           platform=record.definition.os_type or "linux",
+                           agent_pool=self.build_compute.get(record.workspace))
 
     def details(self, *, workspace: str, name: str, version: str) -> ImageDetails:
         """Whether the image exists, its digest, the Dockerfile that builds it, and its latest build."""
@@ -119,7 +129,7 @@ class ImageService:
         target = self.target(record)
         digest = self.registry.head(target)
         build = self.builds.latest_for_hash(record.description.hash)
-        dockerfile = build.dockerfile if build is not None else self._new_build(record).dockerfile
+        dockerfile = build.dockerfile if build is not None and build.dockerfile else self.plan(record).dockerfile
         return ImageDetails(image=str(target), exists=digest is not None, digest=digest, dockerfile=dockerfile,
                             build=build, user_image=False)
 
@@ -135,12 +145,8 @@ class ImageService:
         return self.get_build(build_id), self.builds.read_log(build_id, offset)
 
     def cancel(self, build_id: str) -> BuildRecord:
-        """Cancel a build: at once when queued, at the builder's next check when running."""
-        build = self.builds.request_cancel(build_id)
+        """Cancel a build: at once when no run has started, within a check when one is running."""
+        build = self.building.cancel(build_id)
         if build is None:
             raise NotFound(f"no build '{build_id}'", where=build_id)
-        if build.status is BuildStatus.QUEUED:
-            build = build.model_copy(update={"status": BuildStatus.CANCELLED, "finished_at": self.clock(),
-                                             "reason": "cancelled before it started"})
-            self.builds.update(build)
         return build

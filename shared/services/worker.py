@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.ports import Queue, QueueMessage
+from shared.ports import QueueConsumer, QueueMessage
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class QueueWorker:
     """Receives messages and hands them to `handle`. A handler that returns has done its work (or
     recorded a final failure); one that raises is retried with backoff, then poisoned via `give_up`."""
 
-    def __init__(self, queue: Queue, handle: Callable[[QueueMessage], None],
+    def __init__(self, queue: QueueConsumer, handle: Callable[[QueueMessage], None],
                  give_up: Callable[[QueueMessage, str], None], policy: WorkerPolicy) -> None:
         self.queue = queue
         self.handle = handle
@@ -43,19 +43,20 @@ class QueueWorker:
         message = self.queue.receive(self.policy.visibility_timeout)
         if message is None:
             return False
+        held = [message]  # the heartbeat swaps in each new receipt (Azure Storage issues one per update)
         stop_heartbeat = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(message, stop_heartbeat), daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat, args=(held, stop_heartbeat), daemon=True)
         heartbeat.start()
         try:
             self.handle(message)
         except Exception as error:  # any fault is retried; the handler records final failures itself
             stop_heartbeat.set()
             heartbeat.join()
-            self._failed(message, error)
+            self._failed(held[0], error)
             return True
         stop_heartbeat.set()
         heartbeat.join()
-        self.queue.delete(message)
+        self.queue.delete(held[0])
         return True
 
     def _failed(self, message: QueueMessage, error: Exception) -> None:
@@ -70,10 +71,10 @@ class QueueWorker:
                     reason, delay)
         self.queue.hide(message, delay)
 
-    def _heartbeat(self, message: QueueMessage, stop: threading.Event) -> None:
-        # Renew well before the timeout so a long build is never handed to a second worker while alive.
+    def _heartbeat(self, held: list[QueueMessage], stop: threading.Event) -> None:
+        # Renew well before the timeout so a long step is never handed to a second worker while alive.
         while not stop.wait(self.policy.visibility_timeout / 3):
-            self.queue.hide(message, self.policy.visibility_timeout)
+            held[0] = self.queue.hide(held[0], self.policy.visibility_timeout)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Drain until `stop` is set; errors in the loop itself are logged, never fatal."""

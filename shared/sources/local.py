@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain.definition import Submission, parse_document
+from shared.domain.describing import describe
 from shared.domain.errors import InvalidDefinition
 from shared.domain.records import Description
-from shared.services.describing import describe
 from shared.sources.curated_assets import is_asset_folder, load_asset
 from shared.sources.folders import ContextFolder
 from shared.sources.yaml_files import LoadedDocument, load_environment_yaml

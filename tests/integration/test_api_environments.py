@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from functions.http_api import create_app
+from shared.bootstrap import build_services
+from shared.settings import Settings
 
 WS = "/api/workspaces/team"
 SKLEARN: dict[str, Any] = {
@@ -171,4 +176,19 @@ def test_openapi_and_docs(api: TestClient) -> None:
     assert "application/problem+json" in ensure["responses"]["503"]["content"]
     assert "Problem" in spec["components"]["schemas"]
     assert api.get("/api/docs").status_code == 200
-    assert api.get("/api/health").json() == {"status": "ok"}
+    assert api.get("/api/health/live").json() == {"status": "ok"}
+
+
+def test_health_names_each_ports_adapter_and_whether_it_answers(tmp_path: Path) -> None:
+    from tests.stack import free_port
+
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings(data_dir=tmp_path / "data", registry=down, insecure_registries=down)
+    with TestClient(create_app(build_services(settings))) as client:
+        health = client.get("/api/health").json()
+    assert health["status"] == "degraded"
+    assert {port: health[port]["kind"] for port in ("store", "builds", "contexts", "queue", "builder", "registry")} \
+        == {"store": "sqlite", "builds": "sqlite", "contexts": "file", "queue": "sqlite", "builder": "buildah",
+            "registry": "oci"}
+    assert all(health[port]["ok"] for port in ("store", "builds", "contexts", "queue"))
+    assert health["registry"]["ok"] is False and down in health["registry"]["error"]

@@ -17,6 +17,7 @@ from shared.adapters.oci_registry import OciRegistry
 from shared.adapters.sqlite_queue import SqliteQueue
 from shared.bootstrap import Services, build_services
 from shared.domain.images import ImageRef
+from shared.local_stack import worker_for
 from shared.settings import Settings
 from tests.integration.test_api_contexts_jobs import member, tar_gz, upload
 from tests.integration.test_api_environments import WS, assert_problem, register
@@ -36,7 +37,7 @@ class Stack:
         self.services = services
         self.api = client
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=services.worker.run_forever, args=(self.stop,), daemon=True)
+        self.thread = threading.Thread(target=worker_for(services).run_forever, args=(self.stop,), daemon=True)
 
     def context(self, dockerfile: str, **files: bytes) -> str:
         members = [member("Dockerfile", dockerfile.encode()), *(member(n, d) for n, d in files.items())]
@@ -174,7 +175,8 @@ def test_registry_down_is_503_and_queues_nothing(tmp_path: Path) -> None:
         response = api.post(f"{WS}/environments/e/versions/1/image")
         body = assert_problem(response, 503, host)
         assert int(response.headers["Retry-After"]) > 0 and body["type"].endswith("registry-unavailable")
-    assert isinstance(services.queue, SqliteQueue) and services.queue.depth() == 0
+    queue = services.ports["queue"].adapter
+    assert isinstance(queue, SqliteQueue) and queue.depth() == 0
 
 
 def test_a_build_past_its_timeout_is_stopped_and_failed(tmp_path: Path, reg: RunningRegistry) -> None:

@@ -1,11 +1,20 @@
-"""The Azure entry point: function_app indexes, and a func.HttpRequest goes through the same FastAPI app."""
+"""The Azure entry point as infra/ configures it: the app settings read from infra/main.bicep, emulator endpoints
+substituted (Cosmos DB server, Azurite, a Distribution registry, the ARM stand-in that builds with buildah), and
+every trigger called with a real func.HttpRequest / QueueMessage / TimerRequest, end to end into the services."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
+import inspect
 import json
+import re
 import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,20 +22,115 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
 
+from shared import factories
+from shared.adapters.buildah import BuildahBuilder
+from shared.adapters.oci_registry import OciRegistry
 from shared.domain.builds import BuildRequest
-from shared.domain.errors import RegistryUnavailable
-from tests.stack import free_port
+from shared.domain.images import ImageRef
+from shared.settings import Settings
+from tests.emulators import azurite_or_skip, cosmos_or_skip
+from tests.integration.test_api_contexts_jobs import member, tar_gz
+from tests.stack import running_registry
+from tests.standins.arm import serving
+from tests.standins.local_runs import LocalRunner
+from tests.support import REPO
+
+pytestmark = pytest.mark.integration
+INFRA = REPO / "infra"
+RESOURCE_ID = "/subscriptions/0000-sub/resourceGroups/rg-envhub/providers/Microsoft.ContainerRegistry/registries/cr1"
+# Settings that only an emulator takes (Settings refuses keys and connection strings for Azure endpoints).
+EMULATOR_ONLY = {"cosmos_key", "cosmos_create", "storage_connection_string", "storage_create"}
+# Read by the Functions host, Application Insights or azure-identity, never by envhub's code.
+HOST_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_")
+SDK_SETTINGS = {"AZURE_CLIENT_ID"}
+# The adapters that serve the Azure home, and the triggers.
+AZURE_CODE = ["shared/adapters/cosmos_common.py", "shared/adapters/cosmos_store.py", "shared/adapters/cosmos_builds.py",
+              "shared/adapters/blob_contexts.py", "shared/adapters/storage_queue.py", "shared/adapters/acr_tasks.py",
+              "shared/adapters/acr_registry.py", "functions/queues.py"]
 
 
-@pytest.fixture
-def function_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("ENVHUB_DATA_DIR", str(tmp_path / "data"))
-    host = f"127.0.0.1:{free_port()}"  # nothing listens there
-    monkeypatch.setenv("ENVHUB_REGISTRY", host)
-    monkeypatch.setenv("ENVHUB_INSECURE_REGISTRIES", host)
-    sys.modules.pop("function_app", None)
-    return importlib.import_module("function_app")
+def bicep_object(path: Path, name: str) -> dict[str, str]:
+    """The entries `KEY: expression` of `var <name> = { ... }` in a Bicep file, comments left out."""
+    text = path.read_text()
+    start = re.search(rf"^var {name} = \{{$", text, re.M)
+    assert start is not None, f"no `var {name}` in {path.name}"
+    entries: dict[str, str] = {}
+    for line in text[start.end():].splitlines():
+        line = line.split("//")[0].strip()
+        if line == "}":
+            return entries
+        if line:
+            key, _, value = line.partition(":")
+            entries[key.strip()] = value.strip()
+    raise AssertionError(f"`var {name}` in {path.name} does not end")
+
+
+def bicep_vars(path: Path) -> dict[str, str]:
+    """`var name = 'literal'` definitions."""
+    return dict(re.findall(r"^var (\w+) = '([^']*)'$", path.read_text(), re.M))
+
+
+def app_settings() -> dict[str, str]:
+    """What infra/ sets on the function app: envhub's settings and the host's."""
+    main, api = INFRA / "main.bicep", INFRA / "app" / "api.bicep"
+    settings = bicep_object(main, "envhubSettings")
+    settings |= bicep_object(api, "hostSettings")
+    appended = re.search(r"appSettings: union\(envhubSettings, \{(.*?)\}\)", main.read_text(), re.S)
+    assert appended is not None
+    for line in appended.group(1).splitlines():
+        line = line.split("//")[0].strip()
+        if line:
+            key, _, value = line.partition(":")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def read_by(paths: list[str]) -> set[str]:
+    """Settings fields named as `settings.<field>` in these source files, and in the factories of the adapter
+    kinds that infra/ chooses."""
+    chosen = {key.removeprefix("ENVHUB_").lower(): value.strip("'") for key, value in app_settings().items()}
+    sources = [(REPO / path).read_text() for path in paths]
+    for port, (setting, kinds) in factories.FACTORIES.items():
+        sources.append(inspect.getsource(kinds[chosen[setting]]))
+        assert chosen[setting] != "sqlite", f"infra/ leaves {port} on a local adapter"
+    fields = set(Settings.model_fields)
+    return {name for source in sources for name in re.findall(r"settings\.(\w+)", source)} & fields
+
+
+def test_infra_sets_no_setting_the_code_ignores() -> None:
+    fields = {f"ENVHUB_{name.upper()}" for name in Settings.model_fields}
+    for key in app_settings():
+        assert key in fields or key.startswith(HOST_PREFIXES) or key in SDK_SETTINGS, f"nothing reads {key}"
+
+
+def test_infra_sets_every_setting_the_azure_adapters_read() -> None:
+    infra = {key.removeprefix("ENVHUB_").lower() for key in app_settings() if key.startswith("ENVHUB_")}
+    needed = read_by(AZURE_CODE) - EMULATOR_ONLY
+    # Fields with a default that is right in Azure too (limits, names that match infra's resources) may be
+    # left out; every adapter choice and every endpoint may not.
+    defaults_ok = {"cosmos_database"}
+    assert needed - defaults_ok <= infra, f"set by nobody in Azure: {sorted(needed - defaults_ok - infra)}"
+    for choice in ("store", "contexts", "queue", "builder", "registry_kind", "registry", "cosmos_endpoint",
+                   "blob_account_url", "queue_account_url", "acr_resource_id", "arm_endpoint"):
+        assert choice in infra, f"infra/ must set ENVHUB_{choice.upper()}"
+
+
+def substituted(settings: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """Each Bicep expression replaced: a literal as written, anything else from `values` (or the test fails,
+    so a new setting in infra/ gets a substitution here)."""
+    literals = bicep_vars(INFRA / "main.bicep")
+    env: dict[str, str] = {}
+    for key, expression in settings.items():
+        if expression.startswith("'") and expression.endswith("'"):
+            env[key] = expression.strip("'")
+        elif expression in literals:
+            env[key] = literals[expression]
+        else:
+            assert expression in values, f"{key}: no emulator substitution for {expression}"
+            env[key] = values[expression]
+    return env
 
 
 class Context:
@@ -39,49 +143,153 @@ class Context:
     retry_context = None
 
 
-def call(runner: asyncio.Runner, handler: Any, method: str, url: str, body: Any = None) -> func.HttpResponse:
-    request = func.HttpRequest(method=method, url=url, headers={"content-type": "application/json"},
-                               body=b"" if body is None else json.dumps(body).encode())
-    response: func.HttpResponse = runner.run(handler(request, Context()))
-    return response
+class Azure:
+    """function_app imported on infra's settings, and what its triggers need."""
+
+    def __init__(self, module: ModuleType, registry_host: str) -> None:
+        self.module = module
+        self.services = module.services
+        self.registry_host = registry_host
+        self.functions = {f.get_function_name(): f for f in module.app.get_functions()}
+        self.runner = asyncio.Runner()
+
+    def http(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
+        handler = self.functions["http_app_func"].get_user_function()
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        request = func.HttpRequest(method=method, url=f"http://localhost/api{path}",
+                                   headers={"content-type": content_type}, body=data)
+        response: func.HttpResponse = self.runner.run(handler(request, Context()))
+        return response.status_code, json.loads(response.get_body() or b"null")
+
+    def deliver(self, function: str, timeout: float = 60) -> BuildRequest:
+        """Take the next build-queue message from Azurite and hand it to a queue trigger, as the host does."""
+        consumer = self.services.consumer
+        deadline = time.monotonic() + timeout
+        while (message := consumer.receive(30)) is None:
+            assert time.monotonic() < deadline, "no message arrived"
+            time.sleep(0.1)
+        self.functions[function].get_user_function()(QueueMessage(
+            id=message.id, body=message.body.encode(), pop_receipt=message.receipt,
+            dequeue_count=message.dequeue_count))
+        consumer.delete(message)
+        return BuildRequest.model_validate_json(message.body)
 
 
-def test_app_indexes_http_and_queue_functions(function_app: ModuleType) -> None:
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    assert set(functions) == {"http_app_func", "build_requested", "build_gave_up"}
-    trigger = functions["http_app_func"].get_bindings()[0]
-    assert trigger.type == "httpTrigger" and trigger.route == "/{*route}"
-    queue = functions["build_requested"].get_bindings()[0]
-    assert queue.type == "queueTrigger" and queue.queue_name == "build-requests"
-    assert functions["build_gave_up"].get_bindings()[0].queue_name == "build-requests-poison"
+@pytest.fixture(scope="module")
+def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
+    folder = tmp_path_factory.mktemp("azure")
+    monkeypatch = pytest.MonkeyPatch()
+    with ExitStack() as stack:
+        stack.callback(monkeypatch.undo)
+        azurite, cosmos = azurite_or_skip(stack), cosmos_or_skip(stack)
+        reg = stack.enter_context(running_registry(folder))
+        builder = BuildahBuilder(folder / "acr-buildah", insecure_registries=frozenset({reg.host}),
+                                 unqualified_registry=reg.host)
+        arm = stack.enter_context(serving(folder / "arm", LocalRunner(builder, reg.host, folder / "runs")))
+        # The host's own settings (its storage, telemetry) matter to a host, and none runs here.
+        ours = {key: value for key, value in app_settings().items() if not key.startswith(HOST_PREFIXES)}
+        env = substituted(ours, {
+            "cosmos.outputs.endpoint": cosmos.endpoint,
+            "cosmos.outputs.databaseName": f"envhub-{uuid.uuid4().hex[:8]}",
+            "storage.outputs.blobEndpoint": azurite.blob_endpoint,
+            "storage.outputs.queueEndpoint": azurite.queue_endpoint,
+            "registry.outputs.loginServer": reg.host,
+            "registry.outputs.id": RESOURCE_ID,
+            "environment().resourceManager": arm.url,
+            "identity.outputs.clientId": str(uuid.uuid4()),
+        })
+        env |= {
+            # What only an emulator needs: its key and connection string, and containers and queues created.
+            "ENVHUB_COSMOS_KEY": cosmos.key, "ENVHUB_COSMOS_CREATE": "true",
+            "ENVHUB_STORAGE_CONNECTION_STRING": azurite.connection_string, "ENVHUB_STORAGE_CREATE": "true",
+            "ENVHUB_INSECURE_REGISTRIES": reg.host,  # a Distribution registry over http stands in for ACR
+            # App Service's managed identity endpoint, served by the stand-in; its certificate trusted here only.
+            "IDENTITY_ENDPOINT": f"{arm.url}/msi/token", "IDENTITY_HEADER": "stand-in",
+            "REQUESTS_CA_BUNDLE": str(arm.ca_file), "SSL_CERT_FILE": str(arm.ca_file),
+            # Checks every 10 s suit ACR; a test should not wait that long.
+            "ENVHUB_BUILD_CHECK_SECONDS": "0.2", "ENVHUB_BUILD_CHECK_MAX_SECONDS": "0.5",
+            "ENVHUB_DATA_DIR": str(folder / "unused-data"),
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        sys.modules.pop("function_app", None)
+        module = importlib.import_module("function_app")
+        stack.callback(sys.modules.pop, "function_app", None)
+        azure = Azure(module, reg.host)
+        stack.callback(azure.runner.close)
+        yield azure
 
 
-def test_queue_triggers_run_the_build_service(function_app: ModuleType) -> None:
-    services = function_app.services
-    services.environments.register(workspace="w", name="e", document={"image": "python:3.11",
-                                                                      "conda_file": {"dependencies": ["pip"]}})
-    record = services.environments.get(workspace="w", name="e", version="1")
-    build, _ = services.images.builds.start_or_join(services.images._new_build(record))
-    body = BuildRequest(build_id=build.id, workspace="w", hash=build.hash).model_dump_json().encode()
-    functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
-    # The registry named in settings does not answer, so the handler raises for the host to retry...
-    with pytest.raises(RegistryUnavailable):
-        functions["build_requested"](QueueMessage(id="m1", body=body, dequeue_count=1))
-    # ...and once the host gives up, the poison trigger records the failure.
-    functions["build_gave_up"](QueueMessage(id="m1", body=body, dequeue_count=5))
-    failed = services.images.builds.get(build.id)
-    assert failed.status == "failed" and "gave up after 5 attempts" in failed.reason
+def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure) -> None:
+    assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds"}
+    http = azure.functions["http_app_func"].get_bindings()[0]
+    assert http.type == "httpTrigger" and http.route == "/{*route}"
+    queue = azure.functions["build_requested"].get_bindings()[0]
+    assert queue.type == "queueTrigger" and queue.queue_name == "build-requests" and queue.connection == \
+        "AzureWebJobsStorage"
+    assert azure.functions["build_gave_up"].get_bindings()[0].queue_name == "build-requests-poison"
+    assert azure.functions["recover_builds"].get_bindings()[0].type == "timerTrigger"
+    assert not (Path(azure.services.settings.data_dir)).exists()  # the Azure home writes nothing locally
+    status, health = azure.http("GET", "/health")
+    assert status == 200, health
+    kinds = {port: health[port]["kind"] for port in ("store", "builds", "contexts", "queue", "builder", "registry")}
+    assert kinds == {"store": "cosmos", "builds": "cosmos", "contexts": "blob", "queue": "storage",
+                     "builder": "acr_tasks", "registry": "acr"}
+    assert health["status"] == "ok", json.dumps(health, indent=1)
 
 
-def test_http_request_goes_through_fastapi(function_app: ModuleType) -> None:
-    (function,) = [f for f in function_app.app.get_functions() if f.get_function_name() == "http_app_func"]
-    handler = function.get_user_function()
-    base = "http://localhost/api/workspaces/w/environments"
-    with asyncio.Runner() as runner:
-        created = call(runner, handler, "POST", f"{base}/fa/versions", {"image": "python:3.11-slim"})
-        assert created.status_code == 201, created.get_body()
-        assert json.loads(created.get_body())["version"] == "1"
-        read = call(runner, handler, "GET", f"{base}/fa/versions/latest")
-        assert json.loads(read.get_body())["kind"] == "user_image"
-        problem = call(runner, handler, "GET", f"{base}/none/versions/1")
-        assert problem.status_code == 404 and problem.mimetype == "application/problem+json"
+def test_register_build_and_hit_through_the_triggers(azure: Azure) -> None:
+    dockerfile = f"FROM {azure.registry_host}/envhub/busybox:latest\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n"
+    archive = tar_gz([member("Dockerfile", dockerfile.encode()), member("hello.txt", b"hello from ACR\n")])
+    status, context = azure.http("POST", "/workspaces/w/contexts", raw=archive, content_type="application/gzip")
+    assert status == 201, context
+    status, record = azure.http("POST", "/workspaces/w/environments/app/versions",
+                                {"build": {"context": context["digest"]}})
+    assert status == 201 and record["version"] == "1"
+    status, ensured = azure.http("POST", "/workspaces/w/environments/app/versions/1/image")
+    assert status == 202, ensured
+    build_id = ensured["build_id"]
+    assert azure.deliver("build_requested").type == "build"  # dispatch: the run is scheduled on ACR Tasks
+    for _ in range(200):
+        status, build = azure.http("GET", f"/workspaces/w/builds/{build_id}")
+        if build["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        assert azure.deliver("build_requested").type == "check"
+    assert build["status"] == "succeeded", azure.http("GET", f"/workspaces/w/builds/{build_id}/log")[1]
+    assert build["builder"] == "acr_tasks" and build["attempts"] == 1
+    base = ImageRef(registry=azure.registry_host, repository="envhub/busybox", tag="latest")
+    assert build["base_digests"] == {str(base): OciRegistry(insecure_registries={azure.registry_host}).head(base)}
+    pushed = OciRegistry(insecure_registries={azure.registry_host}).head(
+        ImageRef(registry=azure.registry_host, repository=record["image"], tag="latest"))
+    assert pushed == build["digest"]
+    _, log = azure.http("GET", f"/workspaces/w/builds/{build_id}/log")
+    assert any("hello from ACR" in line for line in log["lines"]), log["lines"]
+    status, hit = azure.http("POST", "/workspaces/w/environments/app/versions/1/image")
+    assert status == 200 and hit["cached"] is True and hit["digest"] == pushed
+
+
+def test_a_poisoned_build_message_fails_its_build(azure: Azure) -> None:
+    azure.http("POST", "/workspaces/w/environments/doomed/versions",
+               {"image": "python:3.11", "conda_file": {"dependencies": ["python=3.11"]}})
+    status, ensured = azure.http("POST", "/workspaces/w/environments/doomed/versions/1/image")
+    assert status == 202, ensured
+    azure.deliver("build_gave_up")
+    _, build = azure.http("GET", f"/workspaces/w/builds/{ensured['build_id']}")
+    assert build["status"] == "failed" and "gave up" in build["reason"]
+
+
+def test_the_recovery_timer_resends_a_stale_build(azure: Azure, monkeypatch: pytest.MonkeyPatch) -> None:
+    azure.http("POST", "/workspaces/w/environments/stale/versions", {"image": "python:3.12",
+                                                                     "conda_file": {"dependencies": ["pip"]}})
+    status, ensured = azure.http("POST", "/workspaces/w/environments/stale/versions/1/image")
+    assert status == 202
+    lost = azure.services.consumer.receive(30)  # the build message is lost
+    assert lost is not None
+    azure.services.consumer.delete(lost)
+    monkeypatch.setattr(azure.services.building, "policy",
+                        dataclasses.replace(azure.services.building.policy, stale_after=0.0))
+    azure.functions["recover_builds"].get_user_function()(TimerRequest(past_due=False))
+    again = azure.services.consumer.receive(30)
+    assert again is not None and BuildRequest.model_validate_json(again.body).build_id == ensured["build_id"]
+    azure.services.consumer.delete(again)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.bootstrap import build_services
 from shared.domain.errors import QueueUnavailable, RegistryUnavailable
 from shared.domain.images import ImageRef
-from shared.ports import QueueMessage
 from shared.services.images import ImageService
-from tests.conftest import build_services_for_unit
+from shared.settings import Settings
 
 CONDA = {"channels": ["conda-forge", "defaults"], "dependencies": ["python=3.11", {"pip": ["b", "a"]}]}
 
@@ -28,33 +28,30 @@ class FakeRegistry:
     def tags(self, registry: str, repository: str) -> list[str]:
         return []
 
+    def check(self) -> None: ...
+
 
 class FakeQueue:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    def send(self, body: str) -> None:
+    def check(self) -> None: ...
+
+    def send(self, body: str, *, delay: float = 0.0) -> None:
         self.sent.append(body)
 
-    def receive(self, visibility_timeout: float) -> QueueMessage | None:
-        return None
 
-    def delete(self, message: QueueMessage) -> None: ...
-
-    def hide(self, message: QueueMessage, seconds: float) -> None: ...
-
-    def poison(self, message: QueueMessage, reason: str) -> None: ...
+def wire(tmp_path: Path, registry: FakeRegistry, queue: FakeQueue) -> ImageService:
+    settings = Settings(data_dir=tmp_path / "data", registry="reg:5000")
+    services = build_services(settings, registry=registry, queue=queue)
+    services.environments.register(workspace="w", name="e", document={"image": "python:3.11", "conda_file": CONDA})
+    return services.images
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> tuple[ImageService, FakeRegistry, FakeQueue]:
     registry, queue = FakeRegistry(), FakeQueue()
-    services = build_services_for_unit(tmp_path)
-    service = ImageService(environments=services.environments, contexts=services.contexts,
-                           builds=services.images.builds, queue=queue, registry=registry, registry_host="reg:5000",
-                           default_registry="docker.io")
-    services.environments.register(workspace="w", name="e", document={"image": "python:3.11", "conda_file": CONDA})
-    return service, registry, queue
+    return wire(tmp_path, registry, queue), registry, queue
 
 
 def test_miss_queues_one_build_and_later_calls_join(images: tuple[ImageService, FakeRegistry, FakeQueue]) -> None:
@@ -84,22 +81,17 @@ def test_outage_is_an_error_not_a_miss(images: tuple[ImageService, FakeRegistry,
 
 
 class BrokenQueue(FakeQueue):
-    def send(self, body: str) -> None:
+    def send(self, body: str, *, delay: float = 0.0) -> None:
         raise OSError("disk full")
 
 
 def test_a_build_the_queue_refused_does_not_hold_the_hash(tmp_path: Path) -> None:
-    services = build_services_for_unit(tmp_path)
     registry = FakeRegistry()
-    broken = ImageService(environments=services.environments, contexts=services.contexts,
-                          builds=services.images.builds, queue=BrokenQueue(), registry=registry,
-                          registry_host="reg:5000", default_registry="docker.io")
-    services.environments.register(workspace="w", name="e", document={"image": "python:3.11", "conda_file": CONDA})
+    broken = wire(tmp_path, registry, BrokenQueue())
     with pytest.raises(QueueUnavailable, match="disk full"):
         broken.ensure(workspace="w", name="e", version="1")
     queue = FakeQueue()
-    working = ImageService(environments=services.environments, contexts=services.contexts,
-                           builds=services.images.builds, queue=queue, registry=registry,
-                           registry_host="reg:5000", default_registry="docker.io")
+    working = build_services(Settings(data_dir=tmp_path / "data", registry="reg:5000"), registry=registry,
+                             queue=queue).images
     retried = working.ensure(workspace="w", name="e", version="1")
     assert retried.created and len(queue.sent) == 1

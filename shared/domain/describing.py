@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from shared.domain import anonymous, hashing
-from shared.domain.context import DOCKERIGNORE
+from shared.domain.context import DOCKERIGNORE, ContextSource
 from shared.domain.definition import Definition
 from shared.domain.dockerfile import base_images
 from shared.domain.errors import InvalidDefinition
 from shared.domain.records import Description
-from shared.ports import ContextSource
 
 
 def describe(definition: Definition, context: ContextSource | None = None) -> Description:

@@ -1,31 +1,35 @@
-"""The curated catalog: Microsoft's environments, loaded read-only from a folder of asset layouts."""
+"""The curated catalog read from a folder of azureml-assets layouts (asset.yaml + spec.yaml + context/)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
+from shared.domain.context import ContextSource
 from shared.domain.errors import EnvhubError
 from shared.domain.records import EnvironmentRecord
-from shared.services.contexts import ContextService
+from shared.ports import ContextStore
 from shared.sources.curated_assets import is_asset_folder
 from shared.sources.local import describe_local
 
 log = logging.getLogger(__name__)
 CURATED_WORKSPACE = "azureml"  # Azure ML's shared registry of curated environments
+_CHUNK = 1 << 20
 
 
-class Catalog:
-    """Curated environments by name (one version each); registering under their names is refused."""
+class FolderCatalog:
+    """Curated environments by name; their build contexts are copied into the context store at load, so
+    that builds and reads find them by digest like any upload."""
 
     def __init__(self, records: dict[str, EnvironmentRecord] | None = None) -> None:
         self._records = records or {}
 
     @classmethod
-    def load(cls, folder: Path | None, contexts: ContextService,
-             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Catalog:
+    def load(cls, folder: Path | None, contexts: ContextStore,
+             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FolderCatalog:
         """Read every asset folder below `folder`; a broken asset is logged and left out, not fatal."""
         records: dict[str, EnvironmentRecord] = {}
         if folder is None:
@@ -34,7 +38,7 @@ class Catalog:
             try:
                 local = describe_local(asset)
                 if local.context is not None:
-                    contexts.import_source(local.context)  # so builds and reads find it by digest
+                    _import(local.context, contexts)
             except EnvhubError as error:
                 log.warning("curated asset %s left out: %s", asset.name, error)
                 continue
@@ -53,3 +57,18 @@ class Catalog:
     def all(self) -> list[EnvironmentRecord]:
         """Every curated environment, by name."""
         return sorted(self._records.values(), key=lambda r: r.name)
+
+
+def _import(source: ContextSource, store: ContextStore) -> None:
+    """Copy a readable context into the store: blobs first, the manifest last."""
+    manifest = source.manifest
+    for entry in manifest.files:
+        if not store.has_blob(entry.sha256):
+            with source.open(entry.path) as handle:
+                store.write_blob(_chunks(handle))
+    store.save_manifest(manifest)
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(_CHUNK):
+        yield chunk

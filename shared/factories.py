@@ -1,0 +1,135 @@
+"""One factory per adapter, each importing its adapter only when chosen (the Azure SDKs load only in Azure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings
+
+
+@cache
+def _database(path: Path) -> Any:
+    from shared.adapters.sqlite_db import Database
+
+    return Database(path)
+
+
+def sqlite_database(settings: Settings) -> Any:
+    """The one SQLite file the local adapters share."""
+    return _database((settings.data_dir / "envhub.db").resolve())
+
+
+def sqlite_store(settings: Settings) -> Any:
+    from shared.adapters.sqlite_store import SqliteStore
+
+    return SqliteStore(sqlite_database(settings))
+
+
+def sqlite_builds(settings: Settings) -> Any:
+    from shared.adapters.sqlite_builds import SqliteBuildStore
+
+    return SqliteBuildStore(sqlite_database(settings))
+
+
+_COSMOS: dict[tuple[object, ...], Any] = {}
+
+
+def cosmos_database(settings: Settings) -> Any:
+    """One client per account and database for both Cosmos adapters (a client contacts the account at once)."""
+    from shared.adapters.cosmos_common import connect
+
+    key = (settings.cosmos_endpoint, settings.cosmos_database, settings.cosmos_key, settings.cosmos_create)
+    if key not in _COSMOS:
+        _COSMOS[key] = connect(settings)
+    return _COSMOS[key]
+
+
+def cosmos_store(settings: Settings) -> Any:
+    from shared.adapters.cosmos_store import CosmosStore
+
+    return CosmosStore(cosmos_database(settings))
+
+
+def cosmos_builds(settings: Settings) -> Any:
+    from shared.adapters.cosmos_builds import CosmosBuildStore
+
+    return CosmosBuildStore(cosmos_database(settings))
+
+
+def file_contexts(settings: Settings) -> Any:
+    from shared.adapters.file_contexts import FileContextStore
+
+    return FileContextStore(settings.data_dir / "contexts")
+
+
+def blob_contexts(settings: Settings) -> Any:
+    from shared.adapters.blob_contexts import BlobContextStore
+
+    return BlobContextStore.from_settings(settings)
+
+
+def sqlite_queue(settings: Settings) -> Any:
+    from shared.adapters.sqlite_queue import SqliteQueue
+
+    return SqliteQueue(sqlite_database(settings), settings.build_queue)
+
+
+def storage_queue(settings: Settings) -> Any:
+    from shared.adapters.storage_queue import StorageQueue
+
+    return StorageQueue.from_settings(settings, settings.build_queue)
+
+
+def buildah(settings: Settings) -> Any:
+    from shared.adapters.buildah import BuildahBuilder
+
+    return BuildahBuilder(settings.data_dir / "buildah", insecure_registries=settings.insecure,
+                          unqualified_registry=settings.default_registry, parallel=settings.build_parallel)
+
+
+def acr_tasks(settings: Settings) -> Any:
+    from shared.adapters.acr_tasks import AcrTasksBuilder
+
+    return AcrTasksBuilder.from_settings(settings)
+
+
+def oci_registry(settings: Settings) -> Any:
+    from shared.adapters.oci_registry import OciRegistry
+
+    return OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host)
+
+
+def acr_registry(settings: Settings) -> Any:
+    from shared.adapters.acr_registry import AcrRegistry
+    from shared.adapters.oci_registry import OciRegistry
+    from shared.adapters.routed_registry import RoutedRegistry
+
+    # An insecure (http) registry is only ever a local stand-in for ACR; ACR itself is always https.
+    host = settings.registry_host
+    acr = AcrRegistry(f"http://{host}" if host in settings.insecure else host)
+    return RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure))
+
+
+# port -> (the setting that chooses, kind -> factory). The only place that knows which adapters exist.
+FACTORIES: dict[str, tuple[str, dict[str, Callable[[Settings], Any]]]] = {
+    "store": ("store", {"sqlite": sqlite_store, "cosmos": cosmos_store}),
+    "builds": ("store", {"sqlite": sqlite_builds, "cosmos": cosmos_builds}),
+    "contexts": ("contexts", {"file": file_contexts, "blob": blob_contexts}),
+    "queue": ("queue", {"sqlite": sqlite_queue, "storage": storage_queue}),
+    "builder": ("builder", {"buildah": buildah, "acr_tasks": acr_tasks}),
+    "registry": ("registry_kind", {"oci": oci_registry, "acr": acr_registry}),
+}
+
+
+def kind_of(port: str, settings: Settings) -> str:
+    """The adapter kind the settings choose for a port."""
+    return str(getattr(settings, FACTORIES[port][0]))
+
+
+def make(port: str, settings: Settings) -> Any:
+    """The adapter the settings choose for a port."""
+    setting, choices = FACTORIES[port]
+    return choices[str(getattr(settings, setting))](settings)

@@ -1,0 +1,111 @@
+"""The local home around the HTTP app: emulators, the registry process, a seeded base image, the queue
+consumer and the recovery sweep. `envhub serve` runs it; in Azure none of it exists (the platform does it)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from shared.bootstrap import Services
+from shared.domain.errors import EnvhubError
+from shared.domain.images import ImageRef
+from shared.services.worker import QueueWorker, WorkerPolicy
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+SEED_REPOSITORY = "envhub/busybox"
+
+
+@contextmanager
+def emulated(settings: Settings) -> Iterator[Settings]:
+    """Start Azurite (its data under the data folder) and the Cosmos DB server (in memory: a restart empties it)
+    as children, and return settings that point the store, contexts and queue at them; builds still use
+    buildah and the local registry."""
+    from shared.adapters.azurite import Azurite
+    from shared.adapters.cosmos_emulator import CosmosEmulator
+
+    with ExitStack() as stack:
+        azurite = stack.enter_context(Azurite(data_dir=settings.data_dir / "azurite"))
+        cosmos = stack.enter_context(CosmosEmulator())
+        log.info("emulators: Azurite (blob %s, queue %s), Cosmos DB %s", azurite.blob_endpoint,
+                 azurite.queue_endpoint, cosmos.endpoint)
+        yield settings.model_copy(update={
+            "store": "cosmos", "cosmos_endpoint": cosmos.endpoint, "cosmos_key": cosmos.key, "cosmos_create": True,
+            "contexts": "blob", "queue": "storage", "storage_connection_string": azurite.connection_string,
+            "storage_create": True})
+
+
+@contextmanager
+def local_stack(services: Services) -> Iterator[None]:
+    """Start what a developer's machine needs, and stop it again on the way out."""
+    settings = services.settings
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    registry: Any = None
+    try:
+        if settings.local_registry:
+            from shared.adapters.local_registry import LocalRegistry
+
+            registry = LocalRegistry(settings.data_dir / "registry", settings.registry_port)
+            registry.start()
+            log.info("local registry on %s", registry.host)
+            seed(services)
+        if settings.worker and services.consumer is not None:
+            threads.append(threading.Thread(target=worker_for(services).run_forever, args=(stop,), name="build-worker",
+                                            daemon=True))
+            threads.append(threading.Thread(target=_sweep, args=(services, stop), name="build-recovery",
+                                            daemon=True))
+        for thread in threads:
+            thread.start()
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        if registry is not None:
+            registry.stop()
+
+
+def _sweep(services: Services, stop: threading.Event) -> None:
+    """The recovery sweep, as the timer trigger runs it in Azure: builds whose messages were lost move on."""
+    interval = max(1.0, services.settings.build_stale_seconds / 2)
+    while not stop.wait(interval):
+        try:
+            services.building.recover()
+        except Exception:  # a sweep that fails is tried again at the next interval
+            log.exception("build recovery sweep failed")
+
+
+def seed(services: Services) -> None:
+    """Put envhub/busybox:latest in the local registry, made from the host's static busybox, so that a
+    first build works with no network."""
+    from shared.adapters.buildah import BuildahBuilder
+
+    settings = services.settings
+    target = ImageRef(registry=settings.registry_host, repository=SEED_REPOSITORY, tag="latest")
+    if services.registry.head(target) is not None:
+        return
+    if not BuildahBuilder.available():
+        log.warning("buildah is not installed; %s is not seeded", target)
+        return
+    seeder = BuildahBuilder(settings.data_dir / "buildah", insecure_registries=settings.insecure,
+                            unqualified_registry=settings.default_registry)
+    try:
+        digest = seeder.seed_busybox(target)
+        log.info("seeded %s (%s)", target, digest)
+    except EnvhubError as error:
+        log.warning("could not seed %s: %s", target, error)
+
+
+def worker_for(services: Services) -> QueueWorker:
+    """The local consumer of the build queue: the Functions host's role, played in this process."""
+    if services.consumer is None:
+        raise RuntimeError("the build queue adapter cannot be consumed from here")
+    settings = services.settings
+    return QueueWorker(services.consumer, services.building.handle_message, services.building.give_up,
+                       WorkerPolicy(visibility_timeout=settings.queue_visibility_seconds,
+                                    max_attempts=settings.queue_max_attempts,
+                                    backoff_base=settings.queue_backoff_seconds))
