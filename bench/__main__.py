@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import context_hashing, http_registrations, image_cache
+from bench import context_hashing, cosmos_operations, http_registrations, image_cache
 from bench.timing import Row
 
 
@@ -34,6 +34,18 @@ def table(rows: list[Row]) -> Table:
     return out
 
 
+def operations_table(costs: list[cosmos_operations.Cost]) -> Table:
+    """Store and queue operations per use case in Cosmos mode (exact counts, not timings)."""
+    out = Table("use case (Cosmos mode)", "point reads", "queries", "writes", "queue sends", "goal", "verdict")
+    for cost in costs:
+        writes = sum(cost.ops[kind] for kind in ("create", "replace", "upsert", "delete"))
+        goal = f"<= {cosmos_operations.HIT_GOAL_READS} reads, 0 queries" if cost.verdict() != "-" else ""
+        style = {"meets": "green", "misses": "red"}.get(cost.verdict(), "")
+        out.add_row(cost.use_case, str(cost.ops["read"]), str(cost.ops["query"]), str(writes), str(cost.sends), goal,
+                    f"[{style}]{cost.verdict()}[/]" if style else cost.verdict())
+    return out
+
+
 def main() -> None:
     """Run the suite in one temporary folder, removed at the end whatever happens."""
     console = Console()
@@ -45,6 +57,7 @@ def main() -> None:
         (root / "hashing").mkdir()
         (root / "http").mkdir()
         (root / "images").mkdir()
+        (root / "cosmos").mkdir()
         console.print("hashing a generated build context ...")
         summary, rows = context_hashing.run(root / "hashing")
         console.print("registering over HTTP ...")
@@ -56,6 +69,13 @@ def main() -> None:
         else:
             console.print("ensuring images against a local registry, building with buildah ...")
             rows += image_cache.run(root / "images")
+        costs: list[cosmos_operations.Cost] = []
+        if cosmos_operations.missing():
+            console.print(f"skipping the Cosmos-mode benchmark: {', '.join(cosmos_operations.missing())}")
+        else:
+            console.print("counting store and queue operations in Cosmos mode (emulators) ...")
+            costs, cosmos_rows = cosmos_operations.run(root / "cosmos")
+            rows += cosmos_rows
     console.print(machine(), highlight=False)
     console.print(f"{summary}; {http_registrations.REQUESTS} requests per HTTP side; best of "
                   f"{context_hashing.REPEATS} / {http_registrations.REPEATS} interleaved runs; "
@@ -63,6 +83,8 @@ def main() -> None:
                   f"builds best of {image_cache.BUILD_REPEATS}; "
                   f"suite took {time.perf_counter() - started:.0f}s", highlight=False)
     console.print(table(rows))
+    if costs:
+        console.print(operations_table(costs))
 
 
 if __name__ == "__main__":

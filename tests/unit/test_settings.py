@@ -1,0 +1,53 @@
+"""Settings: each Azure adapter needs its endpoint, and keys or connection strings only reach emulators."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings, is_emulator
+
+AZURITE = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+           "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1")
+REAL = "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+
+
+def test_the_local_home_needs_nothing() -> None:
+    settings = Settings()
+    assert (settings.store, settings.contexts, settings.queue, settings.builder) == ("sqlite", "file", "sqlite",
+                                                                                    "buildah")
+
+
+@pytest.mark.parametrize(("changes", "missing"), [
+    ({"store": "cosmos"}, "ENVHUB_COSMOS_ENDPOINT"),
+    ({"contexts": "blob"}, "ENVHUB_BLOB_ACCOUNT_URL"),
+    ({"queue": "storage"}, "ENVHUB_QUEUE_ACCOUNT_URL"),
+    ({"builder": "acr_tasks"}, "ENVHUB_ACR_RESOURCE_ID"),
+])
+def test_an_azure_adapter_without_its_endpoint_is_refused_at_start(changes: dict[str, str], missing: str) -> None:
+    with pytest.raises(ValidationError, match=missing):
+        Settings(**changes)  # type: ignore[arg-type]
+
+
+def test_a_key_is_refused_for_a_real_cosmos_account() -> None:
+    with pytest.raises(ValidationError, match="only for an emulator"):
+        Settings(store="cosmos", cosmos_endpoint="https://envhub.documents.azure.com:443/", cosmos_key="a2V5")
+    local = Settings(store="cosmos", cosmos_endpoint="https://127.0.0.1:8081/", cosmos_key="a2V5")
+    assert local.cosmos_key == "a2V5"
+
+
+def test_a_connection_string_is_refused_unless_every_endpoint_is_local() -> None:
+    with pytest.raises(ValidationError, match="only for an emulator"):
+        Settings(queue="storage", storage_connection_string=REAL)
+    mixed = AZURITE.replace("http://127.0.0.1:10001", "https://prod.queue.core.windows.net")
+    with pytest.raises(ValidationError, match="only for an emulator"):
+        Settings(queue="storage", storage_connection_string=mixed)
+    assert Settings(queue="storage", contexts="blob", storage_connection_string=AZURITE).queue == "storage"
+    assert Settings(queue="storage", storage_connection_string="UseDevelopmentStorage=true").queue == "storage"
+
+
+@pytest.mark.parametrize(("url", "local"), [("https://127.0.0.1:8081/", True), ("localhost:10000", True),
+                                            ("http://[::1]:10000", True), ("https://x.documents.azure.com", False),
+                                            ("https://127.0.0.1.example.org", False), (None, False)])
+def test_what_counts_as_an_emulator(url: str | None, local: bool) -> None:
+    assert is_emulator(url) is local
