@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     build_compute: dict[str, str] = {}  # workspace -> agent pool, for network-restricted registries
     build_timeout_seconds: float = 3600.0
     build_parallel: int = 2  # buildah runs at once on this machine; more wait their turn
-    build_check_seconds: float = 0.5  # first check of a running build; doubles up to the maximum
-    build_check_max_seconds: float = 5.0
+    build_check_seconds: float = 0.25  # first check of a running build; doubles up to the maximum
+    build_check_max_seconds: float = 1.0  # polling buildah is cheap: a finished build is seen within a second
     build_stale_seconds: float = 120.0  # a build untouched this long has lost its messages: recover it
 
     worker: bool = True  # drain the build queue inside this process

@@ -22,7 +22,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.VersionConflict: 409,
     errors.NothingToBuild: 409,
-    errors.RegistryUnavailable: 503,
+    errors.Unavailable: 503,
 }
 TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
           413: "Content too large", 415: "Unsupported media type", 422: "Invalid definition",
@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(request: Request, error: errors.EnvhubError) -> JSONResponse:
         status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
         response = problem(status, str(error), slug=error.slug, request=request, where=error.where)
-        if isinstance(error, errors.RegistryUnavailable):
+        if isinstance(error, errors.Unavailable):
             response.headers["Retry-After"] = str(error.retry_after)
         return response
 

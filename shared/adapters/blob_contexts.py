@@ -13,8 +13,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import ContainerClient, LinearRetry, StorageStreamDownloader
 
+from shared.adapters.azure_errors import outage_as
 from shared.adapters.file_contexts import is_sha256, manifest_hex
 from shared.domain.context import ContextManifest
+from shared.domain.errors import StoreUnavailable
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,7 +70,11 @@ class BlobContextStore:
             self.container.create_container()
 
     def check(self) -> None:
-        self.container.get_container_properties()
+        with self._answered():
+            self.container.get_container_properties()
+
+    def _answered(self) -> contextlib.AbstractContextManager[None]:
+        return outage_as(StoreUnavailable, "Blob Storage", self.container.container_name)
 
     def write_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -81,30 +87,36 @@ class BlobContextStore:
                 spool.write(chunk)
             sha = digest.hexdigest()
             blob = self.container.get_blob_client(f"blobs/{sha}")
-            if not blob.exists():
-                spool.seek(0)
-                # Same name, same bytes: a concurrent writer of the same content winning the race is fine.
-                with contextlib.suppress(ResourceExistsError):
-                    blob.upload_blob(spool, length=size, overwrite=False)
+            with self._answered():
+                if not blob.exists():
+                    spool.seek(0)
+                    # Same name, same bytes: a concurrent writer of the same content winning the race is fine.
+                    with contextlib.suppress(ResourceExistsError):
+                        blob.upload_blob(spool, length=size, overwrite=False)
         return sha, size
 
     def open_blob(self, sha256: str) -> BinaryIO:
         if not is_sha256(sha256):
             raise FileNotFoundError(f"no blob {sha256!r}")
-        try:
-            downloader = self.container.download_blob(f"blobs/{sha256}")
-        except ResourceNotFoundError as error:
-            raise FileNotFoundError(f"no blob {sha256}") from error
+        with self._answered():
+            try:
+                downloader = self.container.download_blob(f"blobs/{sha256}")
+            except ResourceNotFoundError as error:
+                raise FileNotFoundError(f"no blob {sha256}") from error
         # Streamed chunk by chunk as the caller reads, never all in memory.
         return io.BufferedReader(_DownloadReader(downloader), buffer_size=1 << 20)
 
     def has_blob(self, sha256: str) -> bool:
-        return is_sha256(sha256) and bool(self.container.get_blob_client(f"blobs/{sha256}").exists())
+        if not is_sha256(sha256):
+            return False
+        with self._answered():
+            return bool(self.container.get_blob_client(f"blobs/{sha256}").exists())
 
     def save_manifest(self, manifest: ContextManifest) -> str:
         digest = manifest.digest
         blob = self.container.get_blob_client(f"manifests/{digest.removeprefix('sha256:')}.json")
-        with contextlib.suppress(ResourceExistsError):  # content-addressed: an existing one is this one
+        # content-addressed: an existing one is this one
+        with self._answered(), contextlib.suppress(ResourceExistsError):
             blob.upload_blob(manifest.model_dump_json().encode(), overwrite=False)
         return digest
 
@@ -112,10 +124,11 @@ class BlobContextStore:
         hex_part = manifest_hex(digest)
         if hex_part is None:
             return None
-        try:
-            data = self.container.download_blob(f"manifests/{hex_part}.json").readall()
-        except ResourceNotFoundError:
-            return None
+        with self._answered():
+            try:
+                data = self.container.download_blob(f"manifests/{hex_part}.json").readall()
+            except ResourceNotFoundError:
+                return None
         return ContextManifest.model_validate_json(data)
 
 

@@ -25,6 +25,8 @@ from azure.cosmos.exceptions import (
 )
 from urllib3.exceptions import InsecureRequestWarning
 
+from shared.adapters.azure_errors import outage_as
+from shared.domain.errors import StoreUnavailable
 from shared.settings import Settings, is_emulator
 
 Doc = dict[str, Any]
@@ -37,6 +39,11 @@ CONTAINERS = {"environments": "/workspace", "jobs": "/workspace", "builds": "/pk
 CONNECT_SECONDS = 2
 READ_SECONDS = 4
 OPERATION_SECONDS = 5
+
+
+def answered(where: str) -> contextlib.AbstractContextManager[None]:
+    """An outage of Cosmos DB raises StoreUnavailable; answers the caller must see pass through."""
+    return outage_as(StoreUnavailable, "Cosmos DB", where)
 
 
 class Conflict(Exception):
@@ -105,6 +112,7 @@ class Docs:
     def __init__(self, container: ContainerProxy, operations: Counter[str]) -> None:
         self.container = container
         self.operations = operations
+        self.name = f"cosmos:{container.id}"
 
     def _count(self, kind: str) -> None:
         with _COUNTING:  # Counter's += is a read-modify-write; the benchmark wants exact figures under threads
@@ -113,33 +121,36 @@ class Docs:
     def read(self, doc_id: str, pk: str) -> Doc | None:
         """A point read; None when absent."""
         self._count("read")
-        try:
-            return dict(self.container.read_item(doc_id, partition_key=pk, timeout=OPERATION_SECONDS))
-        except CosmosResourceNotFoundError:
-            return None
+        with answered(self.name):
+            try:
+                return dict(self.container.read_item(doc_id, partition_key=pk, timeout=OPERATION_SECONDS))
+            except CosmosResourceNotFoundError:
+                return None
 
     def create(self, doc: Doc) -> Doc:
         """Create `doc`; Conflict when its id is taken in its partition."""
         self._count("create")
-        try:
-            return dict(self.container.create_item(_body(doc), timeout=OPERATION_SECONDS))
-        except CosmosResourceExistsError as error:
-            raise Conflict(doc["id"]) from error
+        with answered(self.name):
+            try:
+                return dict(self.container.create_item(_body(doc), timeout=OPERATION_SECONDS))
+            except CosmosResourceExistsError as error:
+                raise Conflict(doc["id"]) from error
 
     def replace(self, doc: Doc) -> Doc:
         """Replace `doc` only if it is unchanged since read (its `_etag`); Conflict otherwise."""
         self._count("replace")
-        try:
-            return dict(self.container.replace_item(doc["id"], _body(doc), etag=doc["_etag"],
-                                                    match_condition=MatchConditions.IfNotModified,
-                                                    timeout=OPERATION_SECONDS))
-        except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError) as error:
-            raise Conflict(doc["id"]) from error
+        with answered(self.name):
+            try:
+                return dict(self.container.replace_item(doc["id"], _body(doc), etag=doc["_etag"],
+                                                        match_condition=MatchConditions.IfNotModified,
+                                                        timeout=OPERATION_SECONDS))
+            except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError) as error:
+                raise Conflict(doc["id"]) from error
 
     def delete(self, doc_id: str, pk: str) -> None:
         """Delete a document if it exists."""
         self._count("delete")
-        with contextlib.suppress(CosmosResourceNotFoundError):
+        with answered(self.name), contextlib.suppress(CosmosResourceNotFoundError):
             self.container.delete_item(doc_id, partition_key=pk, timeout=OPERATION_SECONDS)
 
     def page(self, query: str, params: dict[str, Any], *, pk: str | None, top: int,
@@ -153,11 +164,12 @@ class Docs:
         found: list[Any] = []
         while True:
             self._count("query")
-            pages = cast(PageIterator[Any], self.container.query_items(
-                query, parameters=[{"name": k, "value": v} for k, v in params.items()],
-                max_item_count=top - len(found), timeout=OPERATION_SECONDS, **scope).by_page(token))
-            found.extend(next(pages, []))
-            token = pages.continuation_token
+            with answered(self.name):
+                pages = cast(PageIterator[Any], self.container.query_items(
+                    query, parameters=[{"name": k, "value": v} for k, v in params.items()],
+                    max_item_count=top - len(found), timeout=OPERATION_SECONDS, **scope).by_page(token))
+                found.extend(next(pages, []))
+                token = pages.continuation_token
             if token is None or len(found) >= top:
                 return found, encode_cursor(token)
 
@@ -174,7 +186,8 @@ class Docs:
     def check(self) -> None:
         """Read the container's properties: raises when Cosmos DB does not answer."""
         self._count("read")
-        self.container.read(timeout=OPERATION_SECONDS)
+        with answered(self.name):
+            self.container.read(timeout=OPERATION_SECONDS)
 
 
 def _body(doc: Doc) -> Doc:

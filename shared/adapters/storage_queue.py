@@ -18,6 +18,8 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from shared.adapters.azure_errors import outage_as
+from shared.domain.errors import QueueUnavailable
 from shared.ports import QueueMessage
 from shared.settings import Settings
 
@@ -76,10 +78,12 @@ class StorageQueue:
                 client.create_queue()
 
     def check(self) -> None:
-        self.client.get_queue_properties()
+        with outage_as(QueueUnavailable, "Azure Storage", self.client.queue_name):
+            self.client.get_queue_properties()
 
     def send(self, body: str, *, delay: float = 0.0) -> None:
-        self.client.send_message(body, visibility_timeout=_seconds(delay) or None)
+        with outage_as(QueueUnavailable, "Azure Storage", self.client.queue_name):
+            self.client.send_message(body, visibility_timeout=_seconds(delay) or None)
 
     def receive(self, visibility_timeout: float) -> QueueMessage | None:
         received = self.client.receive_message(visibility_timeout=_seconds(visibility_timeout, minimum=1))

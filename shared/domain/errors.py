@@ -50,20 +50,32 @@ class VersionConflict(EnvhubError):
     slug = "version-conflict"
 
 
-class RegistryUnavailable(EnvhubError):
-    """The registry could not answer (auth refused, server error, timeout): never a cache miss."""
+class Unavailable(EnvhubError):
+    """A backend could not answer (a registry, the store, the queue): the caller should retry, nothing was lost."""
 
-    slug = "registry-unavailable"
+    slug = "unavailable"
 
     def __init__(self, detail: str, *, where: str | None = None, retry_after: int = 30) -> None:
         super().__init__(detail, where=where)
         self.retry_after = retry_after
 
 
-class QueueUnavailable(RegistryUnavailable):
+class RegistryUnavailable(Unavailable):
+    """The registry could not answer (auth refused, server error, timeout): never a cache miss."""
+
+    slug = "registry-unavailable"
+
+
+class QueueUnavailable(Unavailable):
     """The build queue could not take a message; like a registry outage, the caller should retry."""
 
     slug = "queue-unavailable"
+
+
+class StoreUnavailable(Unavailable):
+    """The store or the context store could not answer (throttled, down, timed out)."""
+
+    slug = "store-unavailable"
 
 
 class NothingToBuild(EnvhubError):

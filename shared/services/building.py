@@ -29,8 +29,8 @@ class BuildPolicy:
     """Timings and limits of the state machine."""
 
     timeout: float = 3600.0
-    check_first: float = 0.5  # seconds before the first check; doubles per check up to check_max
-    check_max: float = 5.0
+    check_first: float = 0.25  # seconds before the first check; doubles per check up to check_max
+    check_max: float = 1.0
     stale_after: float = 120.0  # an unfinished build untouched this long has lost its messages
     max_attempts: int = 3  # runs started for one build before it fails (lost runs: a killed worker)
 
