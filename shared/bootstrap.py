@@ -74,8 +74,9 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     'registry', plus 'catalog') takes its adapter from `overrides` when given (tests pass fakes),
     else from the factory its setting names."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The Azure SDKs log every request and response at INFO: envhub's own lines would drown in them.
-    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    # The Azure SDKs and httpx log every request at INFO: envhub's own lines would drown in them.
+    for chatty in ("azure", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     unknown = set(overrides) - {*factories.FACTORIES, "catalog"}
     if unknown:
         raise TypeError(f"no such port: {', '.join(sorted(unknown))}")
