@@ -23,9 +23,11 @@ import httpx
 
 from bench.server import free_port, server
 from bench.timing import Row, best_of
-from shared.adapters.buildah import BUSYBOX, BuildahBuilder
+from shared.adapters.buildah import BuildahBuilder
+from shared.adapters.buildah_cli import Buildah
 from shared.adapters.local_registry import LocalRegistry
 from shared.adapters.oci_registry import MANIFEST_TYPES
+from shared.adapters.seed_image import BUSYBOX, seed_busybox
 from shared.domain.builds import immutable_tag
 from shared.domain.images import ImageRef
 
@@ -69,8 +71,8 @@ def registry(folder: Path) -> Iterator[LocalRegistry]:
     running = LocalRegistry(folder / "registry", free_port())
     try:
         running.start()
-        seeder = BuildahBuilder(folder / "seed-buildah", insecure_registries=frozenset({running.host}))
-        seeder.seed_busybox(ImageRef(registry=running.host, repository=SEED, tag="latest"))
+        seeder = Buildah(folder / "seed-buildah", insecure_registries=frozenset({running.host}))
+        seed_busybox(seeder, ImageRef(registry=running.host, repository=SEED, tag="latest"))
         yield running
     finally:
         running.stop()

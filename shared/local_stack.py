@@ -16,7 +16,6 @@ from shared.services.worker import QueueWorker, WorkerPolicy
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-SEED_REPOSITORY = "envhub/busybox"
 
 
 @contextmanager
@@ -82,19 +81,20 @@ def _sweep(services: Services, stop: threading.Event) -> None:
 def seed(services: Services) -> None:
     """Put envhub/busybox:latest in the local registry, made from the host's static busybox, so that a
     first build works with no network."""
-    from shared.adapters.buildah import BuildahBuilder
+    from shared.adapters.buildah_cli import Buildah
+    from shared.adapters.seed_image import SEED_REPOSITORY, seed_busybox
 
     settings = services.settings
     target = ImageRef(registry=settings.registry_host, repository=SEED_REPOSITORY, tag="latest")
     if services.registry.head(target) is not None:
         return
-    if not BuildahBuilder.available():
+    if not Buildah.available():
         log.warning("buildah is not installed; %s is not seeded", target)
         return
-    seeder = BuildahBuilder(settings.data_dir / "buildah", insecure_registries=settings.insecure,
-                            unqualified_registry=settings.default_registry)
+    buildah = Buildah(settings.data_dir / "buildah", insecure_registries=settings.insecure,
+                      unqualified_registry=settings.default_registry)
     try:
-        digest = seeder.seed_busybox(target)
+        digest = seed_busybox(buildah, target)
         log.info("seeded %s (%s)", target, digest)
     except EnvhubError as error:
         log.warning("could not seed %s: %s", target, error)

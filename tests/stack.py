@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.adapters.buildah import BUSYBOX, BuildahBuilder
+from shared.adapters.buildah_cli import Buildah
 from shared.adapters.local_registry import LocalRegistry
+from shared.adapters.seed_image import BUSYBOX, seed_busybox
 from shared.domain.images import ImageRef
 from tests.support import unavailable
 
@@ -51,7 +52,7 @@ def running_registry(folder: Path) -> Iterator[RunningRegistry]:
     registry.start()
     try:
         base = ImageRef(registry=registry.host, repository="envhub/busybox", tag="latest")
-        BuildahBuilder(folder / "seed-buildah", insecure_registries=frozenset({registry.host})).seed_busybox(base)
+        seed_busybox(Buildah(folder / "seed-buildah", insecure_registries=frozenset({registry.host})), base)
         yield RunningRegistry(registry, base)
     finally:
         registry.stop()

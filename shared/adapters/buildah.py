@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from shared.adapters.buildah_cli import Buildah
 from shared.adapters.children import die_with_parent
 from shared.domain.builds import BuiltImage, RunState, RunStatus
 from shared.domain.errors import BuildCancelled, BuilderUnavailable, BuildFailed
@@ -24,7 +25,6 @@ from shared.domain.plans import BuildPlan
 from shared.ports import ContextSource
 
 log = logging.getLogger(__name__)
-BUSYBOX = Path("/bin/busybox")  # from busybox-static: runs in an empty image
 # Lists what the image has, without failing when it has no Python or conda.
 # Lines that mean a registry could not be reached: a fault of the moment, worth a retry, not the definition's.
 _UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|TLS handshake timeout|"
@@ -65,47 +65,18 @@ class BuildahBuilder:
     def __init__(self, root: Path, *, insecure_registries: frozenset[str] = frozenset(),
                  unqualified_registry: str | None = None, parallel: int = 2) -> None:
         self.root = root
+        self.buildah = Buildah(root, insecure_registries=insecure_registries,
+                               unqualified_registry=unqualified_registry)
         self._slots = threading.BoundedSemaphore(max(1, parallel))  # runs past the limit stay QUEUED
-        self.insecure = insecure_registries
-        root.mkdir(parents=True, exist_ok=True)
         (root / "runs").mkdir(exist_ok=True)
-        self.registries_conf = root / "registries.conf"
-        self._write_registries_conf(unqualified_registry)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def available() -> bool:
-        """Whether buildah is installed."""
-        return shutil.which("buildah") is not None
+    available = staticmethod(Buildah.available)
 
     def check(self) -> None:
         """buildah runs."""
-        binary = shutil.which("buildah")
-        if binary is None:
-            raise BuilderUnavailable("buildah is not installed (`make run` installs it)", where="buildah")
-        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
-        if done.returncode != 0:
-            raise BuilderUnavailable(f"buildah --version failed: {done.stderr.strip()}", where="buildah")
-
-    def _write_registries_conf(self, unqualified: str | None) -> None:
-        # Short names (FROM envhub/busybox) resolve to the local registry, never to a public one.
-        lines = [f'unqualified-search-registries = ["{unqualified}"]' if unqualified else
-                 "unqualified-search-registries = []", 'short-name-mode = "permissive"']
-        for host in sorted(self.insecure):
-            lines += ["", "[[registry]]", f'location = "{host}"', "insecure = true"]
-        self.registries_conf.write_text("\n".join(lines) + "\n")
-
-    def _command(self, *args: str) -> list[str]:
-        return ["buildah", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
-                "--storage-driver", "vfs", *args]
-
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, "BUILDAH_ISOLATION": "chroot", "STORAGE_DRIVER": "vfs",
-                "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf)}
-
-    def _tls(self, ref: ImageRef) -> str:
-        return f"--tls-verify={'false' if ref.registry in self.insecure else 'true'}"
+        self.buildah.check()
 
     def start(self, *, build_id: str, plan: BuildPlan, context: ContextSource, targets: list[ImageRef],
               platform: str, timeout: float, agent_pool: str | None) -> str:
@@ -179,7 +150,7 @@ class BuildahBuilder:
 
         code = self._stream(
             # --pull-always: the base digests recorded before the build are the ones it uses
-            self._command("bud", "--isolation", "chroot", "--pull-always", "-f", str(context / dockerfile),
+            self.buildah.command("bud", "--isolation", "chroot", "--pull-always", "-f", str(context / dockerfile),
                           "-t", local, str(context)),
             keep, timeout, cancelled,
         )
@@ -196,27 +167,25 @@ class BuildahBuilder:
             for target in targets:
                 digest_file = self.root / "run" / f"digest-{os.getpid()}-{threading.get_ident()}"
                 remaining = max(1.0, timeout - (time.monotonic() - started))
-                code = self._stream(self._command("push", self._tls(target), "--digestfile", str(digest_file),
-                                                  local, f"docker://{target}"), log, remaining, cancelled)
+                push = self.buildah.command("push", self.buildah.tls(target), "--digestfile", str(digest_file), local,
+                                            f"docker://{target}")
+                code = self._stream(push, log, remaining, cancelled)
                 if code != 0:
                     raise BuilderUnavailable(f"pushing to {target.registry} failed (exit {code})", where=str(target))
                 digest = digest_file.read_text().strip()
                 digest_file.unlink(missing_ok=True)
             return BuiltImage(digest=digest, packages=packages)
         finally:
-            subprocess.run(self._command("rmi", "-f", local), capture_output=True, env=self._env(), check=False)
+            self.buildah.run("rmi", "-f", local)
 
     def _packages(self, image: str, log: Callable[[str], None]) -> list[str]:
-        made = subprocess.run(self._command("from", "--pull=never", image), capture_output=True, text=True,
-                              env=self._env(), check=False)
+        made = self.buildah.run("from", "--pull=never", image)
         if made.returncode != 0:
             return []
         container = made.stdout.strip().splitlines()[-1]
         try:
-            listed = subprocess.run(
-                self._command("run", "--isolation", "chroot", container, "--", "/bin/sh", "-c", _PACKAGES_SCRIPT),
-                capture_output=True, text=True, env=self._env(), timeout=300, check=False,
-            )
+            listed = self.buildah.run("run", "--isolation", "chroot", container, "--", "/bin/sh", "-c",
+                                      _PACKAGES_SCRIPT, timeout=300)
             packages = [line.strip() for line in listed.stdout.splitlines() if line.strip()
                         and not line.startswith("#")]
             log(f"envhub: {len(packages)} installed packages recorded")
@@ -224,13 +193,13 @@ class BuildahBuilder:
         except subprocess.TimeoutExpired:
             return []
         finally:
-            subprocess.run(self._command("rm", container), capture_output=True, env=self._env(), check=False)
+            self.buildah.run("rm", container)
 
     def _stream(self, command: list[str], log: Callable[[str], None], timeout: float,
                 cancelled: Callable[[], bool]) -> int:
         """Run a command, sending each output line to `log`; kill it on timeout or cancellation."""
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=self._env(), start_new_session=True, errors="replace",
+                                   env=self.buildah.env(), start_new_session=True, errors="replace",
                                    preexec_fn=die_with_parent)
         assert process.stdout is not None
         reader = threading.Thread(target=_pump, args=(process.stdout, log), daemon=True)
@@ -248,33 +217,6 @@ class BuildahBuilder:
         finally:
             reader.join(timeout=5)
         return process.returncode
-
-    def seed_busybox(self, target: ImageRef) -> str:
-        """Make `target` from the host's static busybox (no network needed) and push it."""
-        if not BUSYBOX.is_file():
-            raise BuilderUnavailable("/bin/busybox is missing; install busybox-static", where=str(BUSYBOX))
-        run = self._run_checked
-        container = run("from", "scratch").strip().splitlines()[-1]
-        try:
-            run("copy", container, str(BUSYBOX), "/bin/busybox")
-            run("run", "--isolation", "chroot", container, "--", "/bin/busybox", "--install", "-s", "/bin")
-            run("config", "--cmd", "/bin/sh", "--env", "PATH=/usr/local/bin:/usr/bin:/bin", container)
-            local = "localhost/envhub/busybox:latest"
-            run("commit", container, local)
-            digest_file = self.root / "run" / "seed-digest"
-            run("push", self._tls(target), "--digestfile", str(digest_file), local, f"docker://{target}")
-            return digest_file.read_text().strip()
-        finally:
-            # A local localhost/... image would shadow the registry's when a Dockerfile names it short.
-            subprocess.run(self._command("rm", container), capture_output=True, env=self._env(), check=False)
-            subprocess.run(self._command("rmi", "-f", "localhost/envhub/busybox:latest"), capture_output=True,
-                           env=self._env(), check=False)
-
-    def _run_checked(self, *args: str) -> str:
-        done = subprocess.run(self._command(*args), capture_output=True, text=True, env=self._env(), check=False)
-        if done.returncode != 0:
-            raise BuilderUnavailable(f"buildah {args[0]} failed: {done.stderr.strip()[-500:]}", where="buildah")
-        return done.stdout
 
 
 def _materialise(context: ContextSource, folder: Path) -> None:
