@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Generic, Protocol, TypeVar
@@ -13,6 +13,7 @@ from shared.domain.context import ContextSource as ContextSource  # a port, defi
 from shared.domain.images import ImageRef
 from shared.domain.plans import BuildPlan
 from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.domain.scans import Deployment, Finding, FindingStatus, Scan
 
 
 class Probe(Protocol):
@@ -64,6 +65,10 @@ class EnvironmentStore(Probe, Protocol):
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         """One job."""
+
+    def each_version(self) -> Iterator[EnvironmentRecord]:
+        """Every version of every workspace, archived and anonymous included: the patch scan's input (not a
+        request path, so a cross-partition query is fine here)."""
 
 
 class CuratedCatalog(Protocol):
@@ -197,3 +202,61 @@ class Builder(Probe, Protocol):
 
     def cancel(self, run_id: str) -> None:
         """Ask the run to stop; `poll` reports CANCELLED once it has."""
+
+
+class DeploymentStore(Probe, Protocol):
+    """Deployments by workspace and name."""
+
+    def put(self, deployment: Deployment) -> Deployment:
+        """Create or replace a deployment (its `created_at` kept from the stored one when replacing)."""
+
+    def get(self, workspace: str, name: str) -> Deployment | None:
+        """One deployment."""
+
+    def list_deployments(self, workspace: str, *, top: int, cursor: str | None,
+             needs_redeploy: bool | None = None) -> Page[Deployment]:
+        """A workspace's deployments by name, optionally only those flagged (or not) for redeploy."""
+
+    def delete(self, workspace: str, name: str) -> bool:
+        """Remove it; False when there was none."""
+
+    def each(self) -> Iterator[Deployment]:
+        """Every deployment of every workspace (the scan's input; a cross-partition query is fine)."""
+
+
+class ScanStore(Probe, Protocol):
+    """Scans, their findings, and the digests of immutable tags (which never move, so are asked once)."""
+
+    def create_scan(self, scan: Scan) -> None:
+        """Store a new scan."""
+
+    def get_scan(self, scan_id: str) -> Scan | None:
+        """One scan."""
+
+    def list_scans(self, *, top: int, cursor: str | None) -> Page[Scan]:
+        """Scans, newest first."""
+
+    def update_scan(self, scan: Scan) -> Scan:
+        """Optimistic like BuildStore.update: stored only if the stored revision is `scan.revision`, returned
+        with revision + 1; StaleRecord otherwise."""
+
+    def get_finding(self, workspace: str, finding_id: str) -> Finding | None:
+        """One finding."""
+
+    def put_finding(self, finding: Finding) -> Finding:
+        """Optimistic create-or-update: a new id is created (revision 0 must not exist yet), an existing one is
+        replaced only if its stored revision is `finding.revision`; StaleRecord otherwise. Returned with
+        revision + 1."""
+
+    def list_findings(self, workspace: str, *, top: int, cursor: str | None,
+                      statuses: frozenset[FindingStatus] | None = None) -> Page[Finding]:
+        """A workspace's findings (optionally of some statuses), by environment then type."""
+
+    def findings_of(self, workspace: str, name: str, version: str) -> list[Finding]:
+        """Every finding of one environment version (single-partition)."""
+
+    def known_digests(self, repository: str) -> dict[str, str]:
+        """tag -> digest remembered for a registry/repository."""
+
+    def remember_digests(self, repository: str, digests: dict[str, str]) -> None:
+        """Remember the digests of immutable tags of a registry/repository."""
