@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cli import builds, environments  # noqa: F401  (their commands register on the app)
+from cli import builds, deployments, environments, scans  # noqa: F401  (their commands register on the app)
 from cli.app import app, err, fail
 
 __all__ = ["app", "main"]

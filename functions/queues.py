@@ -1,5 +1,6 @@
-"""Queue and timer triggers for Azure: build steps (the same JSON the local queue carries), their poison
-queue, and the recovery sweep that re-sends the steps of builds whose messages were lost."""
+"""Queue and timer triggers for Azure: build steps (the same JSON the local queue carries) and their poison
+queue, the recovery sweep that re-sends the steps of builds whose messages were lost, and the patch scan
+(its timer fans out, its queue trigger scans one repository)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,24 @@ def blueprint(services: Services) -> func.Blueprint:
     @bp.queue_trigger(arg_name="message", queue_name=queue + POISON_SUFFIX, connection="AzureWebJobsStorage")
     def build_gave_up(message: func.QueueMessage) -> None:
         services.building.give_up(_message(message), "the build step was retried until the queue gave up")
+
+    scans = services.settings.scan_queue
+
+    @bp.function_name("scan_requested")
+    @bp.queue_trigger(arg_name="message", queue_name=scans, connection="AzureWebJobsStorage")
+    def scan_requested(message: func.QueueMessage) -> None:
+        services.scanning.handle_message(_message(message))
+
+    @bp.function_name("scan_gave_up")
+    @bp.queue_trigger(arg_name="message", queue_name=scans + POISON_SUFFIX, connection="AzureWebJobsStorage")
+    def scan_gave_up(message: func.QueueMessage) -> None:
+        services.scanning.give_up(_message(message), "the registry was retried until the queue gave up")
+
+    @bp.function_name("patch_scan")
+    @bp.timer_trigger(arg_name="timer", schedule="%PATCH_SCAN_SCHEDULE%", run_on_startup=False)
+    def patch_scan(timer: func.TimerRequest) -> None:
+        # Only fans out: one message per base repository; the queue-triggered workers do the scanning.
+        services.scanning.start("timer")
 
     @bp.function_name("recover_builds")
     @bp.timer_trigger(arg_name="timer", schedule=RECOVERY_SCHEDULE, run_on_startup=False)

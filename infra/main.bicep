@@ -55,6 +55,9 @@ param principalId string = ''
 @description('User or ServicePrincipal; azd fills this in. Empty means User.')
 param principalType string = ''
 
+@description('NCRONTAB (six fields, seconds first, UTC) of the patch scan. The default runs on days 1, 15 and 29 at 03:00, at least once in every 14-day window.')
+param patchScanSchedule string = '0 0 3 */14 * *'
+
 @description('SKU for the container registry. Standard gives more included storage for many environment images.')
 @allowed([
   'Basic'
@@ -70,6 +73,7 @@ var deploymentStorageContainerName = 'deploymentpackage'
 var buildContextsContainerName = 'build-contexts'
 var cosmosDatabaseName = 'envhub'
 var buildQueueName = 'build-requests'
+var scanQueueName = 'scan-requests'
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: 'rg-${environmentName}'
@@ -101,6 +105,8 @@ module storage './app/storage.bicep' = {
     queueNames: [
       buildQueueName
       '${buildQueueName}-poison'
+      scanQueueName
+      '${scanQueueName}-poison'
       'job-submissions'
     ]
   }
@@ -131,6 +137,12 @@ module cosmos './app/cosmos.bicep' = {
       { name: 'environments', partitionKeyPath: '/workspace' }
       { name: 'jobs', partitionKeyPath: '/workspace' }
       { name: 'builds', partitionKeyPath: '/pk' }
+      { name: 'deployments', partitionKeyPath: '/workspace' }
+      // The patch watch: each scan is a partition of its own, findings live in their workspace's, and the
+      // remembered digests of immutable tags in their repository's.
+      { name: 'scans', partitionKeyPath: '/pk' }
+      { name: 'findings', partitionKeyPath: '/workspace' }
+      { name: 'tags', partitionKeyPath: '/repository' }
     ]
   }
 }
@@ -167,6 +179,9 @@ var envhubSettings = {
   ENVHUB_BUILD_CHECK_SECONDS: '10'
   ENVHUB_BUILD_CHECK_MAX_SECONDS: '60'
   ENVHUB_BUILD_STALE_SECONDS: '900'
+  ENVHUB_SCAN_QUEUE: scanQueueName
+  // Read by the patch scan's timer trigger (%PATCH_SCAN_SCHEDULE%) and by envhub itself.
+  PATCH_SCAN_SCHEDULE: patchScanSchedule
 }
 
 module api './app/api.bicep' = {
@@ -232,3 +247,5 @@ output ENVHUB_REGISTRY_KIND string = envhubSettings.ENVHUB_REGISTRY_KIND
 output ENVHUB_BUILDER string = envhubSettings.ENVHUB_BUILDER
 output ENVHUB_ACR_RESOURCE_ID string = envhubSettings.ENVHUB_ACR_RESOURCE_ID
 output ENVHUB_ARM_ENDPOINT string = envhubSettings.ENVHUB_ARM_ENDPOINT
+output ENVHUB_SCAN_QUEUE string = envhubSettings.ENVHUB_SCAN_QUEUE
+output PATCH_SCAN_SCHEDULE string = envhubSettings.PATCH_SCAN_SCHEDULE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -10,12 +11,16 @@ from typing import Any
 
 from shared import factories
 from shared.adapters.curated_folder import FolderCatalog
-from shared.ports import CuratedCatalog, Probe, QueueConsumer, Registry
+from shared.ports import CuratedCatalog, Probe, QueueConsumer, QueueMessage, Registry
 from shared.services.building import BuildPolicy, BuildService
 from shared.services.contexts import ContextService, Limits
+from shared.services.deployments import DeploymentService
 from shared.services.environments import EnvironmentService
+from shared.services.findings import FindingService
 from shared.services.images import ImageService
 from shared.services.jobs import JobService
+from shared.services.scan_conclusions import Concluder, RebuildPolicy
+from shared.services.scanning import ScanService
 from shared.settings import Settings
 
 HEALTH_TIMEOUT = 5.0  # seconds a port may take to answer /api/health
@@ -30,6 +35,15 @@ class PortInfo:
 
 
 @dataclass(frozen=True)
+class Consumer:
+    """A queue to drain, what handles its messages, and what records a message given up on."""
+
+    queue: QueueConsumer
+    handle: Callable[[QueueMessage], None]
+    give_up: Callable[[QueueMessage, str], None]
+
+
+@dataclass(frozen=True)
 class Services:
     """The use cases an entry point (HTTP, CLI, queue, timer) may call, and what serves each port."""
 
@@ -41,8 +55,18 @@ class Services:
     building: BuildService
     registry: Registry
     catalog: CuratedCatalog
+    deployments: DeploymentService
+    scanning: ScanService
+    findings: FindingService
     ports: dict[str, PortInfo] = field(default_factory=dict)
-    consumer: QueueConsumer | None = None  # the build queue's receiving side, for a local consumer
+    # Each queue's receiving side and its handlers, for a local consumer (in Azure the queue triggers consume).
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+
+    @property
+    def consumer(self) -> QueueConsumer | None:
+        """The build queue's receiving side."""
+        build = self.consumers.get("build")
+        return None if build is None else build.queue
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each port's adapter kind and whether its backend answers, probed in parallel."""
@@ -70,9 +94,8 @@ def _probe(adapter: Probe) -> str | None:
 
 
 def build_services(settings: Settings, **overrides: Any) -> Services:
-    """Wire adapters to use cases. Each port ('store', 'builds', 'contexts', 'queue', 'builder',
-    'registry', plus 'catalog') takes its adapter from `overrides` when given (tests pass fakes),
-    else from the factory its setting names."""
+    """Wire adapters to use cases. Each port of factories.FACTORIES (and 'catalog') takes its adapter from
+    `overrides` when given (tests pass fakes), else from the factory its setting names."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The Azure SDKs and httpx log every request at INFO: envhub's own lines would drown in them.
     for chatty in ("azure", "httpx"):
@@ -98,7 +121,18 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     images = ImageService(environments=environments, contexts=contexts, builds=adapter["builds"], building=building,
                           registry=adapter["registry"], registry_host=settings.registry_host,
                           default_registry=settings.default_registry, build_compute=settings.build_compute)
-    consumer = adapter["queue"] if hasattr(adapter["queue"], "receive") else None
+    deployments = DeploymentService(store=adapter["deployments"], jobs=jobs, images=images)
+    concluder = Concluder(scans=adapter["scans"], builds=adapter["builds"], deployments=adapter["deployments"],
+                          environments=environments, images=images, notifier=adapter["notifier"],
+                          default_registry=settings.default_registry,
+                          policy=RebuildPolicy(default=settings.auto_rebuild, workspaces=settings.rebuild_policy))
+    scanning = ScanService(store=adapter["store"], catalog=catalog, scans=adapter["scans"],
+                           registry=adapter["registry"], queue=adapter["scan_queue"], concluder=concluder,
+                           default_registry=settings.default_registry)
+    consumers = {name: Consumer(adapter[port], handle, give_up) for name, port, handle, give_up in (
+        ("build", "queue", building.handle_message, building.give_up),
+        ("scan", "scan_queue", scanning.handle_message, scanning.give_up)) if hasattr(adapter[port], "receive")}
     return Services(settings=settings, environments=environments, contexts=contexts, jobs=jobs, images=images,
                     building=building, registry=adapter["registry"], catalog=catalog, ports=ports,
-                    consumer=consumer)
+                    consumers=consumers, deployments=deployments, scanning=scanning,
+                    findings=FindingService(scans=adapter["scans"]))

@@ -96,10 +96,59 @@ def acr_tasks(settings: Settings) -> Any:
     return AcrTasksBuilder.from_settings(settings)
 
 
+def sqlite_deployments(settings: Settings) -> Any:
+    from shared.adapters.sqlite_deployments import SqliteDeploymentStore
+
+    return SqliteDeploymentStore(sqlite_database(settings))
+
+
+def cosmos_deployments(settings: Settings) -> Any:
+    from shared.adapters.cosmos_deployments import CosmosDeploymentStore
+
+    return CosmosDeploymentStore(cosmos_database(settings))
+
+
+def sqlite_scans(settings: Settings) -> Any:
+    from shared.adapters.sqlite_scans import SqliteScanStore
+
+    return SqliteScanStore(sqlite_database(settings))
+
+
+def cosmos_scans(settings: Settings) -> Any:
+    from shared.adapters.cosmos_scans import CosmosScanStore
+
+    return CosmosScanStore(cosmos_database(settings))
+
+
+def sqlite_scan_queue(settings: Settings) -> Any:
+    from shared.adapters.sqlite_queue import SqliteQueue
+
+    return SqliteQueue(sqlite_database(settings), settings.scan_queue)
+
+
+def storage_scan_queue(settings: Settings) -> Any:
+    from shared.adapters.storage_queue import StorageQueue
+
+    return StorageQueue.from_settings(settings, settings.scan_queue)
+
+
+def no_notifier(settings: Settings) -> Any:
+    from shared.adapters.webhook import NoNotifier
+
+    return NoNotifier()
+
+
+def webhook(settings: Settings) -> Any:
+    from shared.adapters.webhook import WebhookNotifier
+
+    assert settings.scan_webhook is not None  # chosen only when it is set
+    return WebhookNotifier(settings.scan_webhook, format=settings.scan_webhook_format)
+
+
 def oci_registry(settings: Settings) -> Any:
     from shared.adapters.oci_registry import OciRegistry
 
-    return OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host)
+    return OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host, allowed=settings.allowed)
 
 
 def acr_registry(settings: Settings) -> Any:
@@ -110,7 +159,8 @@ def acr_registry(settings: Settings) -> Any:
     # An insecure (http) registry is only ever a local stand-in for ACR; ACR itself is always https.
     host = settings.registry_host
     acr = AcrRegistry(f"http://{host}" if host in settings.insecure else host)
-    return RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure))
+    return RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure, allowed=settings.allowed),
+                          allowed=settings.allowed)
 
 
 # port -> (the setting that chooses, kind -> factory). The only place that knows which adapters exist.
@@ -121,6 +171,10 @@ FACTORIES: dict[str, tuple[str, dict[str, Callable[[Settings], Any]]]] = {
     "queue": ("queue", {"sqlite": sqlite_queue, "storage": storage_queue}),
     "builder": ("builder", {"buildah": buildah, "acr_tasks": acr_tasks}),
     "registry": ("registry_kind", {"oci": oci_registry, "acr": acr_registry}),
+    "deployments": ("store", {"sqlite": sqlite_deployments, "cosmos": cosmos_deployments}),
+    "scans": ("store", {"sqlite": sqlite_scans, "cosmos": cosmos_scans}),
+    "scan_queue": ("queue", {"sqlite": sqlite_scan_queue, "storage": storage_scan_queue}),
+    "notifier": ("notifier_kind", {"none": no_notifier, "webhook": webhook}),
 }
 
 

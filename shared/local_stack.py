@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.bootstrap import Services
 from shared.domain.errors import EnvhubError
 from shared.domain.images import ImageRef
+from shared.domain.schedule import parse_schedule
+from shared.services.scheduler import Scheduler
 from shared.services.worker import QueueWorker, WorkerPolicy
 from shared.settings import Settings
 
@@ -52,11 +55,14 @@ def local_stack(services: Services) -> Iterator[None]:
             registry.start()
             log.info("local registry on %s", registry.host)
             seed(services)
-        if settings.worker and services.consumer is not None:
-            threads.append(threading.Thread(target=worker_for(services).run_forever, args=(stop,), name="build-worker",
-                                            daemon=True))
+        if settings.worker:
+            for name in services.consumers:
+                threads.append(threading.Thread(target=worker_for(services, name).run_forever, args=(stop,),
+                                                name=f"{name}-worker", daemon=True))
             threads.append(threading.Thread(target=_sweep, args=(services, stop), name="build-recovery",
                                             daemon=True))
+            threads.append(threading.Thread(target=scheduler_for(services, wait=stop.wait).run, args=(stop,),
+                                            name="patch-scan", daemon=True))
         for thread in threads:
             thread.start()
         yield
@@ -66,6 +72,16 @@ def local_stack(services: Services) -> Iterator[None]:
             thread.join(timeout=10)
         if registry is not None:
             registry.stop()
+
+
+def scheduler_for(services: Services, *, wait: Callable[[float], bool],
+                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Scheduler:
+    """The patch scan on PATCH_SCAN_SCHEDULE, as the Functions timer runs it in Azure; `wait(seconds)` returns
+    True when the server stops."""
+    def job(fire: datetime) -> None:
+        services.scanning.start("scheduler")
+
+    return Scheduler(parse_schedule(services.settings.patch_scan_schedule), job, clock=clock, wait=wait)
 
 
 def _sweep(services: Services, stop: threading.Event) -> None:
@@ -100,12 +116,13 @@ def seed(services: Services) -> None:
         log.warning("could not seed %s: %s", target, error)
 
 
-def worker_for(services: Services) -> QueueWorker:
-    """The local consumer of the build queue: the Functions host's role, played in this process."""
-    if services.consumer is None:
-        raise RuntimeError("the build queue adapter cannot be consumed from here")
+def worker_for(services: Services, queue: str = "build") -> QueueWorker:
+    """The local consumer of a queue (`build` or `scan`): the Functions host's role, played in this process."""
+    consumer = services.consumers.get(queue)
+    if consumer is None:
+        raise RuntimeError(f"the {queue} queue adapter cannot be consumed from here")
     settings = services.settings
-    return QueueWorker(services.consumer, services.building.handle_message, services.building.give_up,
+    return QueueWorker(consumer.queue, consumer.handle, consumer.give_up,
                        WorkerPolicy(visibility_timeout=settings.queue_visibility_seconds,
                                     max_attempts=settings.queue_max_attempts,
                                     backoff_base=settings.queue_backoff_seconds))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Generic, Protocol, TypeVar
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from shared.domain.builds import BuildRecord, RunStatus
 from shared.domain.context import ContextManifest
@@ -111,6 +111,11 @@ class Registry(Probe, Protocol):
     def tags(self, registry: str, repository: str) -> list[str]:
         """Every tag of a repository, following `Link` pagination; RegistryUnavailable as for head."""
 
+    def created(self, ref: ImageRef) -> datetime | None:
+        """When the image `ref` names was made: its config's `created` (RFC 3339, returned in UTC). For an index
+        (manifest list) the linux/amd64 image's, else the first image's. None when the registry answers 404 for
+        the manifest or the config, or the config has no `created`; RegistryUnavailable as for head."""
+
 
 class BuildStore(Probe, Protocol):
     """Build records, their logs, and the one-active-build-per-hash rule (across all workspaces).
@@ -214,7 +219,7 @@ class DeploymentStore(Probe, Protocol):
         """One deployment."""
 
     def list_deployments(self, workspace: str, *, top: int, cursor: str | None,
-             needs_redeploy: bool | None = None) -> Page[Deployment]:
+                         needs_redeploy: bool | None = None) -> Page[Deployment]:
         """A workspace's deployments by name, optionally only those flagged (or not) for redeploy."""
 
     def delete(self, workspace: str, name: str) -> bool:
@@ -260,3 +265,10 @@ class ScanStore(Probe, Protocol):
 
     def remember_digests(self, repository: str, digests: dict[str, str]) -> None:
         """Remember the digests of immutable tags of a registry/repository."""
+
+
+class Notifier(Probe, Protocol):
+    """Where scan reports go (a webhook), besides the scan records."""
+
+    def notify(self, report: dict[str, Any]) -> None:
+        """Deliver a report; raises (after retries) when it could not be delivered."""

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.images import DOCKER_HUB
+from shared.domain.schedule import DEFAULT_SCAN_SCHEDULE, parse_schedule
 
 EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -69,11 +70,28 @@ class Settings(BaseSettings):
     build_check_max_seconds: float = 1.0  # polling buildah is cheap: a finished build is seen within a second
     build_stale_seconds: float = 120.0  # a build untouched this long has lost its messages: recover it
 
+    # The patch watch. PATCH_SCAN_SCHEDULE has no prefix: the Functions timer reads the same app setting.
+    patch_scan_schedule: str = Field(DEFAULT_SCAN_SCHEDULE,
+                                     validation_alias=AliasChoices("PATCH_SCAN_SCHEDULE", "patch_scan_schedule"))
+    scan_queue: str = "scan-requests"  # one message per base repository of a scan
+    scan_webhook: str | None = None  # where scan reports go
+    scan_webhook_format: Literal["json", "teams"] = "json"
+    auto_rebuild: bool = True  # rebuild at once when a mutable base moved
+    rebuild_policy: dict[str, bool] = {}  # per workspace, overriding auto_rebuild
+    allowed_registries: str | None = None  # comma-separated hosts the scan may ask; unset: any
+
     worker: bool = True  # drain the build queue inside this process
     emulators: bool = False  # `envhub serve --emulators`: start Azurite and a Cosmos DB server, use them
     queue_visibility_seconds: float = 60.0
     queue_max_attempts: int = 5
     queue_backoff_seconds: float = 2.0
+
+    @field_validator("patch_scan_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        """A malformed schedule stops the start, with the reason (both homes read the same expression)."""
+        parse_schedule(value)
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
@@ -94,6 +112,18 @@ class Settings(BaseSettings):
             raise ValueError("ENVHUB_STORAGE_CONNECTION_STRING is accepted only for an emulator (Azurite); in "
                              "Azure the managed identity signs in")
         return self
+
+    @property
+    def allowed(self) -> frozenset[str] | None:
+        """Registries the scan may contact (None: any); the workspace's own is always allowed."""
+        if self.allowed_registries is None:
+            return None
+        return frozenset({h.strip() for h in self.allowed_registries.split(",") if h.strip()} | {self.registry_host})
+
+    @property
+    def notifier_kind(self) -> str:
+        """`webhook` when a scan webhook is set, else `none`."""
+        return "none" if self.scan_webhook is None else "webhook"
 
     @property
     def local_registry(self) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from functions.http_api import environments, images, jobs, problems
+from functions.http_api import deployments, environments, images, jobs, problems, scans
 from shared.bootstrap import Services
 
 API_PREFIX = "/api"  # the Functions host's route prefix; kept locally so URLs are the same everywhere
@@ -35,5 +35,7 @@ def create_app(services: Services) -> FastAPI:
     root.include_router(environments.router)
     root.include_router(jobs.router)
     root.include_router(images.router)
+    root.include_router(deployments.router)
+    root.include_router(scans.router)
     app.include_router(root)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -10,8 +11,17 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
 
+from shared.adapters.oci_registry import (
+    choose_manifest,
+    config_created,
+    config_digest,
+    is_index,
+    schema1_created,
+)
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import ImageRef
+
+_MAX_NESTING = 3  # as the OCI client: an index naming an index naming a manifest at most
 
 
 class AcrRegistry:
@@ -76,6 +86,40 @@ class AcrRegistry:
             return []  # an unknown repository has no tags
         except AzureError as exc:
             raise _unavailable(exc, self.registry, f"{registry}/{repository}") from exc
+
+    def created(self, ref: ImageRef) -> datetime | None:
+        """The image config's `created`: get_manifest (the linux/amd64 one of an index), then download_blob of
+        its config; None on 404 or when the config has none, RegistryUnavailable when the registry fails."""
+        self._check(ref.registry)
+        where = str(ref)
+        try:
+            reference = ref.reference
+            for _ in range(_MAX_NESTING):
+                manifest = self._client.get_manifest(ref.repository, reference, **self._options).manifest
+                if not isinstance(manifest, dict):
+                    raise RegistryUnavailable(f"registry {self.registry} answered a manifest that is no JSON object",
+                                              where=where)
+                if not is_index(manifest):
+                    break
+                chosen = choose_manifest(manifest, self.registry, where)
+                if chosen is None:
+                    return None  # an empty index names no image
+                reference = chosen
+            else:
+                raise RegistryUnavailable(f"registry {self.registry} nests indexes deeper than {_MAX_NESTING}",
+                                          where=where)
+            if manifest.get("schemaVersion") == 1:
+                return schema1_created(manifest)
+            digest = config_digest(manifest, self.registry, where)
+            # The stream checks the blob against its digest as it ends (DigestValidationError otherwise).
+            with self._client.download_blob(ref.repository, digest, **self._options) as stream:
+                data = b"".join(stream)
+        except ResourceNotFoundError:
+            return None
+        except (AzureError, DigestValidationError, ValueError) as exc:
+            # ValueError: the SDK's own checks of a broken answer (no Content-Length, no Content-Range, too big).
+            raise _unavailable(exc, self.registry, where) from exc
+        return config_created(data, digest, self.registry, where)
 
     def _check(self, registry: str) -> None:
         if registry != self.registry:

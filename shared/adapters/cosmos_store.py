@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 from azure.cosmos import DatabaseProxy
@@ -16,6 +16,8 @@ from shared.domain.records import EnvironmentRecord, JobRecord
 from shared.ports import Page
 from shared.settings import Settings
 
+_EVERY_VERSION = "SELECT VALUE c.record FROM c WHERE c.type = 'version'"
+_EACH_PAGE = 500
 _HEADS = "SELECT VALUE c.record FROM c WHERE c.workspace = @ws AND c.type = 'head' AND c.listed = true ORDER BY c.name"
 _HISTORY = ("SELECT VALUE c.record FROM c WHERE c.workspace = @ws AND c.type = 'version' AND c.name = @name "
             "ORDER BY c.key DESC")
@@ -115,6 +117,14 @@ class CosmosStore:
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         doc = self._jobs.read(_job_id(job_id), workspace)
         return None if doc is None else JobRecord.model_validate(doc["record"])
+
+    def each_version(self) -> Iterator[EnvironmentRecord]:
+        cursor: str | None = None
+        while True:  # a page at a time: the whole store never sits in memory at once
+            items, cursor = self._docs.page(_EVERY_VERSION, {}, pk=None, top=_EACH_PAGE, cursor=cursor)
+            yield from (EnvironmentRecord.model_validate(item) for item in items)
+            if cursor is None:
+                return
 
     def _change_head(self, workspace: str, name: str, change: Callable[[Doc], bool], *,
                      known: Doc | None = None) -> Doc:

@@ -1,17 +1,29 @@
-"""The Registry port over the OCI distribution API with httpx: manifest digests and tag lists."""
+"""The Registry port over the OCI distribution API with httpx: manifest digests, tag lists and creation times.
+
+Besides the API, the client keeps a scan fanned out over many threads polite: at most `per_registry` requests
+in flight per registry, a 429's Retry-After honoured (up to a cap), registries outside an allowlist (or
+whose names look like request-forgery targets) refused before any connection, and every request counted."""
 
 from __future__ import annotations
 
 import base64
 import email.utils
 import hashlib
+import ipaddress
+import json
 import re
+import threading
 import time
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import DOCKER_HUB, ImageRef
@@ -24,18 +36,58 @@ MANIFEST_TYPES = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ))
+ALLOWLIST_SETTING = "ENVHUB_ALLOWED_REGISTRIES"
 _API_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 _DEFAULT_RETRY_AFTER = 30
 _TOKEN_LIFETIME = 60  # seconds, what the token spec says when a realm omits expires_in
+_MAX_REDIRECTS = 5  # a blob GET may be sent on to storage (a CDN); never further than this
+_MAX_NESTING = 3  # an index naming an index naming a manifest is as deep as a real registry goes
 
 
 class _Transient(RegistryUnavailable):
-    """An outage worth retrying (5xx, 429, timeout, refused connection); still RegistryUnavailable when raised."""
+    """An outage worth retrying (5xx, 429, timeout, refused connection); still RegistryUnavailable when raised.
+
+    `asked` is the wait the registry asked for in a Retry-After header (None when it sent none)."""
+
+    def __init__(self, detail: str, *, where: str | None = None, asked: int | None = None) -> None:
+        super().__init__(detail, where=where, retry_after=_DEFAULT_RETRY_AFTER if asked is None else asked)
+        self.asked = asked
+
+
+def _asked(retry_state: RetryCallState) -> int | None:
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None and outcome.failed else None
+    return error.asked if isinstance(error, _Transient) else None
+
+
+class wait_retry_after(wait_base):
+    """Wait what the registry asked for (Retry-After) when it asked for longer than `fallback` would wait."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        asked = _asked(retry_state)
+        return max(float(asked or 0), self.fallback(retry_state))
+
+
+class stop_when_asked_to_wait_longer(stop_base):
+    """Give up at once when the registry asks for a longer wait than `cap` seconds (the caller reports it)."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        asked = _asked(retry_state)
+        return asked is not None and asked > self.cap
 
 
 class OciRegistry:
-    """A distribution API client: anonymous bearer tokens (or basic credentials), retries, never an error as a miss."""
+    """A distribution API client: anonymous bearer tokens (or basic credentials), retries, never an error as a miss.
+
+    Thread-safe: one client serves a scan's every thread. `requests` counts the HTTP requests sent, by
+    f"{method} {registry}" (token and redirected requests are counted under the registry they serve)."""
 
     def __init__(
         self,
@@ -49,20 +101,35 @@ class OciRegistry:
         max_backoff: float = 2.0,
         page_size: int = 100,
         home: str | None = None,
+        per_registry: int = 4,
+        max_retry_after: float = 30.0,
+        allowed: Collection[str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if per_registry < 1:
+            raise ValueError("per_registry must be at least 1")
         self._home = home  # the workspace's registry, the one /api/health asks about
         self._insecure = frozenset(insecure_registries)
         self._credentials = dict(credentials or {})
         self._page_size = page_size
+        # The home registry is the workspace's own: always allowed when a list is given.
+        self._allowed = allowlist(allowed, also=home)
+        self._max_retry_after = max_retry_after
         self._client = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        # Defaults: three tries and 0.75 s of waiting; reraise keeps the last RegistryUnavailable. Copied per call
-        # because a Retrying keeps per-call state.
+        self._per_registry = per_registry
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        # Defaults: three tries and 0.75 s of waiting, longer when a registry asks for it with Retry-After (up to
+        # max_retry_after; asked for more, the call gives up at once); reraise keeps the last RegistryUnavailable.
+        # Copied per call because a Retrying keeps per-call state.
         self._retrying = Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=backoff, max=max_backoff),
+            stop=stop_after_attempt(attempts) | stop_when_asked_to_wait_longer(max_retry_after),
+            wait=wait_retry_after(wait_exponential(multiplier=backoff, max=max_backoff)),
             retry=retry_if_exception_type(_Transient),
             reraise=True,
+            sleep=sleep,
         )
 
     def close(self) -> None:
@@ -79,14 +146,17 @@ class OciRegistry:
         """The home registry answers its API root (200, or 401 asking for a token: it is up)."""
         if self._home is None:
             return
+        refuse_unless_allowed(self._home, self._allowed, self._home)
         try:
-            response = self._client.get(f"{self._base(self._home)}/v2/")
+            with self._slot("GET", self._home):
+                response = self._client.get(f"{self._base(self._home)}/v2/")
         except httpx.HTTPError as error:
             raise RegistryUnavailable(f"registry {self._home} did not answer: {error}", where=self._home) from error
         if response.status_code not in (200, 401):
             raise RegistryUnavailable(f"registry {self._home} answered {response.status_code}", where=self._home)
 
     def head(self, ref: ImageRef) -> str | None:
+        refuse_unless_allowed(ref.registry, self._allowed, str(ref))
         url = f"{self._base(ref.registry)}/v2/{ref.repository}/manifests/{ref.reference}"
         headers = {"Accept": MANIFEST_TYPES}
         scope = f"repository:{ref.repository}:pull"
@@ -105,6 +175,7 @@ class OciRegistry:
 
     def tags(self, registry: str, repository: str) -> list[str]:
         where = f"{registry}/{repository}"
+        refuse_unless_allowed(registry, self._allowed, where)
         scope = f"repository:{repository}:pull"
         url: httpx.URL | None = httpx.URL(f"{self._base(registry)}/v2/{repository}/tags/list",
                                           params={"n": self._page_size})
@@ -121,9 +192,51 @@ class OciRegistry:
             url = self._next_page(response, where)
         return found
 
+    def created(self, ref: ImageRef) -> datetime | None:
+        """The image config's `created`: manifest (the linux/amd64 one of an index), then its config blob."""
+        where = str(ref)
+        refuse_unless_allowed(ref.registry, self._allowed, where)
+        base = f"{self._base(ref.registry)}/v2/{ref.repository}"
+        scope = f"repository:{ref.repository}:pull"
+        reference = ref.reference
+        for _ in range(_MAX_NESTING):
+            response = self._call("GET", f"{base}/manifests/{reference}", ref.registry, scope, where,
+                                  {"Accept": MANIFEST_TYPES})
+            if response is None:
+                return None
+            manifest = _json(response, ref.registry, where)
+            if not is_index(manifest):
+                break
+            chosen = choose_manifest(manifest, ref.registry, where)
+            if chosen is None:
+                return None  # an empty index names no image
+            reference = chosen
+        else:
+            raise RegistryUnavailable(f"registry {ref.registry} nests indexes deeper than {_MAX_NESTING}",
+                                      where=where)
+        if manifest.get("schemaVersion") == 1:
+            return schema1_created(manifest)
+        digest = config_digest(manifest, ref.registry, where)
+        response = self._call("GET", f"{base}/blobs/{digest}", ref.registry, scope, where, {}, follow=True)
+        if response is None:
+            return None
+        return config_created(response.content, digest, ref.registry, where)
+
     def _base(self, registry: str) -> str:
         scheme = "http" if registry in self._insecure else "https"
         return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
+
+    @contextmanager
+    def _slot(self, method: str, registry: str) -> Iterator[None]:
+        """Hold one of the registry's `per_registry` request slots (never across a retry's wait), and count."""
+        key = registry.lower()
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = threading.BoundedSemaphore(self._per_registry)
+            self.requests[f"{method} {key}"] += 1
+        with slot:
+            yield
 
     def _next_page(self, response: httpx.Response, where: str) -> httpx.URL | None:
         link = response.links.get("next", {}).get("url")
@@ -136,12 +249,12 @@ class OciRegistry:
         return url
 
     def _call(self, method: str, url: str | httpx.URL, registry: str, scope: str, where: str,
-              headers: dict[str, str]) -> httpx.Response | None:
+              headers: dict[str, str], *, follow: bool = False) -> httpx.Response | None:
         """One request with authentication, retried while the failure is transient; None on 404."""
-        return self._retrying.copy()(self._once, method, url, registry, scope, where, headers)
+        return self._retrying.copy()(self._once, method, url, registry, scope, where, headers, follow)
 
     def _once(self, method: str, url: str | httpx.URL, registry: str, scope: str, where: str,
-              headers: dict[str, str]) -> httpx.Response | None:
+              headers: dict[str, str], follow: bool) -> httpx.Response | None:
         cached = self._tokens.get((registry, scope))
         if cached and cached[1] > time.monotonic():
             headers = {**headers, "Authorization": f"Bearer {cached[0]}"}
@@ -149,23 +262,51 @@ class OciRegistry:
         if response.status_code == 401:
             authorization = self._authorize(response, registry, where)
             if authorization is not None:
-                response = self._send(method, url, registry, where, {**headers, "Authorization": authorization})
+                headers = {**headers, "Authorization": authorization}
+                response = self._send(method, url, registry, where, headers)
+        if follow:
+            response = self._follow(response, registry, where, headers)
         if response.status_code == 404:
             return None
         if response.is_success:
             return response
+        asked = _retry_after(response)
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(f"registry {registry} answered {response.status_code} to {method} {response.url.path}",
-                             where=where, retry_after=_retry_after(response))
+            detail = f"registry {registry} answered {response.status_code} to {method} {response.url.path}"
+            if asked is not None and asked > self._max_retry_after:
+                detail += f", asking to wait {asked} s (more than the {self._max_retry_after:g} s this client waits)"
+            raise _Transient(detail, where=where, asked=asked)
         raise RegistryUnavailable(
             f"registry {registry} refused {method} {response.url.path} with {response.status_code}"
             + (" (authentication or authorisation failed)" if response.status_code in (401, 403) else ""),
-            where=where, retry_after=_retry_after(response))
+            where=where, retry_after=_DEFAULT_RETRY_AFTER if asked is None else asked)
+
+    def _follow(self, response: httpx.Response, registry: str, where: str,
+                headers: dict[str, str]) -> httpx.Response:
+        """Follow a blob's redirects (registries send blobs on to storage): the credentials stay with the
+        registry, plain http only from a plain-http registry, and never to a host that fails the address rules
+        (the allowlist names registries, not the storage hosts they send blobs to)."""
+        for _ in range(_MAX_REDIRECTS):
+            if not response.is_redirect:
+                return response
+            target = response.url.join(response.headers["Location"])
+            problem = _url_problem(target, plain_http=response.url.scheme == "http")
+            if problem:
+                raise RegistryUnavailable(f"registry {registry} redirected to a refused address: {problem}",
+                                          where=where)
+            same_origin = (target.scheme, target.host, target.port) == (
+                response.url.scheme, response.url.host, response.url.port)
+            onward = headers if same_origin else {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            response = self._send("GET", target, registry, where, onward)
+        if response.is_redirect:
+            raise RegistryUnavailable(f"registry {registry} redirected more than {_MAX_REDIRECTS} times", where=where)
+        return response
 
     def _send(self, method: str, url: str | httpx.URL, registry: str, where: str,
               headers: dict[str, str]) -> httpx.Response:
         try:
-            return self._client.request(method, url, headers=headers)
+            with self._slot(method, registry):
+                return self._client.request(method, url, headers=headers)
         except httpx.TimeoutException as exc:
             raise _Transient(f"registry {registry} timed out ({type(exc).__name__})", where=where) from exc
         except httpx.TransportError as exc:
@@ -180,17 +321,22 @@ class OciRegistry:
             return "Basic " + base64.b64encode(":".join(basic).encode()).decode() if basic else None
         if scheme.lower() != "bearer" or "realm" not in params:
             return None
+        # The realm is the registry's to name, but not any address: the same rules as a registry's own.
+        problem = _url_problem(httpx.URL(params["realm"]), plain_http=registry in self._insecure)
+        if problem:
+            raise RegistryUnavailable(f"registry {registry} names a refused token service: {problem}", where=where)
         query = {k: params[k] for k in ("service", "scope") if params.get(k)}
         auth = httpx.BasicAuth(*basic) if basic else None
         try:
-            answer = self._client.get(params["realm"], params=query, auth=auth)
+            with self._slot("GET", registry):
+                answer = self._client.get(params["realm"], params=query, auth=auth)
         except httpx.TimeoutException as exc:
             raise _Transient(f"token service of {registry} timed out", where=where) from exc
         except httpx.TransportError as exc:
             raise _Transient(f"token service of {registry} could not be reached: {exc}", where=where) from exc
         if answer.status_code == 429 or answer.status_code >= 500:
             raise _Transient(f"token service of {registry} answered {answer.status_code}", where=where,
-                             retry_after=_retry_after(answer))
+                             asked=_retry_after(answer))
         if not answer.is_success:
             raise RegistryUnavailable(f"token service of {registry} refused a token with {answer.status_code}",
                                       where=where)
@@ -204,6 +350,167 @@ class OciRegistry:
         return f"Bearer {token}"
 
 
+# --- which registries may be contacted -----------------------------------------------------------------------
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DNS_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def allowlist(allowed: Collection[str] | None, *, also: str | None = None) -> frozenset[str] | None:
+    """The registry hosts (host[:port], any case) a client may contact; None allows any."""
+    if allowed is None:
+        return None
+    hosts = {host.strip().lower() for host in allowed if host.strip()}
+    return frozenset(hosts | ({also.lower()} if also else set()))
+
+
+def refuse_unless_allowed(registry: str, allowed: frozenset[str] | None, where: str) -> None:
+    """Raise RegistryUnavailable, before any connection, for a registry off the allowlist or one whose name is
+    no plain DNS name or IP address with an optional port (user:password@, paths, odd numeric forms, and the
+    link-local, unspecified and multicast addresses that reach cloud metadata services rather than registries)."""
+    problem = host_problem(registry)
+    if problem:
+        shown = _redacted(registry)
+        raise RegistryUnavailable(f"registry {shown} is refused before any connection: {problem}",
+                                  where=where.replace(registry, shown))
+    if allowed is not None and registry.lower() not in allowed:
+        raise RegistryUnavailable(f"registry {registry} is not on the allowlist ({ALLOWLIST_SETTING})", where=where)
+
+
+def host_problem(registry: str) -> str | None:
+    """Why `registry` (host[:port]) is no registry address, or None when it is one."""
+    if "@" in registry:
+        return "it carries user information (user:password@)"
+    found = _HOST_PORT.match(registry.lower())
+    if not found:
+        return "it is not a host name or IP address with an optional port"
+    port = found["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        return f"port {port} is out of range"
+    return _address_problem(found["host"].strip("[]") if found["host"].startswith("[") else found["host"])
+
+
+def _address_problem(host: str) -> str | None:
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _DNS_NAME.match(host):
+            return "it is not a host name or IP address with an optional port"
+        if re.fullmatch(r"(0x[0-9a-f]*|[0-9]+)", host.rstrip(".").rsplit(".", 1)[-1]):
+            return "it is a numeric address in a non-standard form"  # 127.1, 2130706433, 0x7f.0.0.1
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_link_local or address.is_unspecified or address.is_multicast:
+        return f"{address} is a link-local, unspecified or multicast address"
+    return None
+
+
+def _url_problem(url: httpx.URL, *, plain_http: bool) -> str | None:
+    """Why a URL a registry sent us to (a redirect, a token realm) must not be followed, or None."""
+    if url.scheme != "https" and not (plain_http and url.scheme == "http"):
+        return f"{url.scheme}:// is not allowed here"
+    if url.userinfo:
+        return "it carries user information (user:password@)"
+    return _address_problem(url.host.lower())
+
+
+def _redacted(registry: str) -> str:
+    """A registry name fit for a message: user information replaced."""
+    return "***@" + registry.rpartition("@")[2] if "@" in registry else registry
+
+
+# --- reading manifests and configs ---------------------------------------------------------------------------
+
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def is_index(manifest: Mapping[str, Any]) -> bool:
+    """An OCI image index or a Docker manifest list (both list `manifests`)."""
+    return isinstance(manifest.get("manifests"), list)
+
+
+def choose_manifest(index: Mapping[str, Any], registry: str, where: str) -> str | None:
+    """The digest of an index's linux/amd64 entry, else its first image entry (attestations, which buildx
+    lists as unknown/unknown, come last), else None for an index without entries."""
+    entries = [entry for entry in index.get("manifests") or [] if isinstance(entry, dict)]
+
+    def platform(entry: dict[str, Any]) -> tuple[str, str]:
+        described = entry.get("platform")
+        if not isinstance(described, dict):
+            return "", ""
+        return str(described.get("os", "")), str(described.get("architecture", ""))
+
+    ranked = sorted(entries, key=lambda e: (platform(e) != ("linux", "amd64"), platform(e) == ("unknown", "unknown")))
+    if not ranked:
+        return None
+    return _valid_digest(ranked[0].get("digest"), registry, where)
+
+
+def config_digest(manifest: Mapping[str, Any], registry: str, where: str) -> str:
+    """The digest of an image manifest's config blob."""
+    config = manifest.get("config")
+    if not isinstance(config, dict):
+        raise RegistryUnavailable(f"registry {registry} answered a manifest without a config", where=where)
+    return _valid_digest(config.get("digest"), registry, where)
+
+
+def config_created(data: bytes, digest: str, registry: str, where: str) -> datetime | None:
+    """`created` of an image config blob (checked against its digest); None when it has none."""
+    algorithm, _, expected = digest.partition(":")
+    if algorithm == "sha256" and hashlib.sha256(data).hexdigest() != expected:
+        raise RegistryUnavailable(f"registry {registry} answered a config blob that does not match {digest}",
+                                  where=where)
+    try:
+        config = json.loads(data)
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise RegistryUnavailable(f"registry {registry} answered a config blob that is no JSON object", where=where)
+    return parse_created(config.get("created"))
+
+
+def schema1_created(manifest: Mapping[str, Any]) -> datetime | None:
+    """`created` of a Docker schema 1 manifest: its newest history entry's."""
+    history = manifest.get("history")
+    if not isinstance(history, list) or not history or not isinstance(history[0], dict):
+        return None
+    try:
+        newest = json.loads(history[0].get("v1Compatibility") or "")
+    except (TypeError, ValueError):
+        return None
+    return parse_created(newest.get("created")) if isinstance(newest, dict) else None
+
+
+def parse_created(value: object) -> datetime | None:
+    """An RFC 3339 time (Go's nanoseconds cut to microseconds) in UTC; None for anything else, and for the
+    placeholders reproducible builds write instead of a time (Go's zero time, the Unix epoch)."""
+    found = _RFC3339.match(value) if isinstance(value, str) else None
+    if not found:
+        return None
+    year, month, day, hour, minute, second = (int(found[i]) for i in range(1, 7))
+    micro = int((found[7] or "")[:6].ljust(6, "0"))
+    offset = timedelta()
+    if found[9]:
+        offset = (1 if found[9] == "+" else -1) * timedelta(hours=int(found[10]), minutes=int(found[11]))
+    try:
+        when = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return when if when > _EPOCH else None
+
+
+def _valid_digest(value: object, registry: str, where: str) -> str:
+    if not isinstance(value, str) or not _DIGEST.match(value):
+        raise RegistryUnavailable(f"registry {registry} answered a manifest naming no valid digest: {value!r}",
+                                  where=where)
+    return value
+
+
 def _json(response: httpx.Response, registry: str, where: str) -> dict[str, Any]:
     """A JSON object body; anything else is a broken answer, not data."""
     try:
@@ -215,13 +522,15 @@ def _json(response: httpx.Response, registry: str, where: str) -> dict[str, Any]
     return body
 
 
-def _retry_after(response: httpx.Response) -> int:
-    """Seconds from a Retry-After header (delta or HTTP date), else the default."""
+def _retry_after(response: httpx.Response) -> int | None:
+    """Seconds from a Retry-After header (delta or HTTP date); None without a usable one."""
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
         return int(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return _DEFAULT_RETRY_AFTER
-    return max(0, int(when.timestamp() - time.time()))
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0, round(when.timestamp() - time.time()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from shared.adapters.sqlite_db import Database
 from shared.domain.records import EnvironmentRecord, JobRecord
 from shared.ports import Page
@@ -108,6 +110,11 @@ class SqliteStore:
             (job.workspace, job.id, job.model_dump_json()),
         )
         return cursor.rowcount == 1
+
+    def each_version(self) -> Iterator[EnvironmentRecord]:
+        cursor = self._connection().execute("SELECT record FROM environments ORDER BY seq")
+        while rows := cursor.fetchmany(500):
+            yield from (EnvironmentRecord.model_validate_json(row[0]) for row in rows)
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         row = self._connection().execute(

@@ -58,6 +58,7 @@ class BuildRecord(BaseModel):
     tags: list[str] = []
     packages: list[str] = []
     cancel_requested: bool = False
+    replaces: str | None = None  # a rebuild: the digest it supersedes (an image with another was pushed by it)
 
     @property
     def dockerfile(self) -> str | None:

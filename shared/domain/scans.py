@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 OVERDUE_DAYS = 30  # Microsoft's policy: no vulnerability unpatched for more than 30 days
+REPORT_CAP = 1000  # findings listed on a scan record (a Cosmos DB document stays well under its 2 MB)
 
 
 class FindingType(StrEnum):
@@ -73,22 +74,44 @@ class ScanStatus(StrEnum):
     FINISHED = "finished"
 
 
+class RefFacts(BaseModel):
+    """What a scan learned about one reference in use (a tag, no tag, or a `{{latest-image-tag}}` template)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exists: bool = True  # False: the tag (or the whole repository) is gone
+    digest: str | None = None  # for mutable references and templates: what the tag names now
+    newer_tag: str | None = None  # for pinned tags: the newest tag of the same scheme and line
+    newer_created: datetime | None = None  # when that newer tag's image was made
+    resolved_tag: str | None = None  # for templates: the tag it resolves to
+
+
+Trigger = Literal["timer", "api", "scheduler"]
+
+
 class Scan(BaseModel):
     """One scan: fanned out as one message per repository, finished when every repository is done."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
-    trigger: Literal["timer", "api", "scheduler"]
+    trigger: Trigger
     status: ScanStatus = ScanStatus.RUNNING
     started_at: datetime
     finished_at: datetime | None = None
     repositories: list[str]  # registry/repository, each scanned once
     done: list[str] = []
     errors: dict[str, str] = {}  # repository -> what the registry said
+    facts: dict[str, dict[str, RefFacts]] = {}  # repository -> reference -> what was found
     new_findings: list[str] = []  # ids of findings this scan opened
-    redeploys: list[str] = []  # workspace/deployment flagged by this scan
-    requests: int = 0  # registry requests made
+    redeploys: list[str] = []  # workspace/deployment newly flagged by this scan
+    # What `envhub scan --json` prints: every finding this scan made (capped, see REPORT_CAP) and every
+    # deployment flagged after it.
+    findings: list[dict[str, Any]] = []
+    redeploy: list[dict[str, Any]] = []
+    truncated: int = 0  # findings left out of `findings` by the cap
+    notified: bool = False  # the webhook took the report
+    notify_error: str | None = None  # why the last delivery failed
     revision: int = 0
 
 
@@ -100,6 +123,7 @@ class ScanRequest(BaseModel):
     type: Literal["scan"] = "scan"
     scan_id: str
     repository: str  # registry/repository
+    references: list[str]  # the tags in use ("" for none) and `{{latest-image-tag[:REGEX]}}` templates
 
 
 class Deployment(BaseModel):

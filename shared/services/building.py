@@ -93,7 +93,7 @@ class BuildService:
             return
         target = environment_image(self.registry_host, build.image)
         pushed = self.registry.head(target)  # RegistryUnavailable propagates: retried later
-        if pushed is not None:
+        if pushed is not None and pushed != build.replaces:
             # An earlier attempt pushed the image and died before recording it.
             self._log(build, f"envhub: {target} already exists ({pushed}); nothing to build")
             self._finish(build, BuildStatus.SUCCEEDED, digest=pushed, tags=build.tags or ["latest"])

@@ -76,7 +76,32 @@ class ImageService:
         if digest is not None:
             log.debug("cache hit for %s:%s: %s@%s", name, record.version, target, digest)
             return Ensured(image=str(target), digest=digest, build=None)
-        build, created = self.builds.start_or_join(self._new_build(record))
+        build, created = self._start(self._new_build(record))
+        if created:
+            log.info("cache miss for %s:%s: build %s queued", name, record.version, build.id)
+        return Ensured(image=str(target), digest=None, build=build, created=created)
+
+    def rebuild(self, record: EnvironmentRecord, *, reason: str) -> BuildRecord | None:
+        """Build the environment's image again although it exists (its base moved): the new build pushes a new
+        immutable tag and moves `:latest`. Joins a build of the hash already running; None for user images."""
+        if record.definition.kind is Kind.USER_IMAGE:
+            return None
+        replaces = self.registry.head(self.target(record))
+        build, created = self._start(self._new_build(record).model_copy(update={"replaces": replaces}))
+        if created:
+            self.building.builds.append_log(build.id, [f"envhub: rebuilding: {reason}"])
+            log.info("rebuild of %s:%s queued as build %s: %s", record.name, record.version, build.id, reason)
+        return build
+
+    def current_digest(self, record: EnvironmentRecord) -> str | None:
+        """What the environment's image is now (for a user image, the image it names)."""
+        if record.definition.kind is Kind.USER_IMAGE:
+            assert record.definition.image is not None
+            return self.registry.head(parse_image(record.definition.image, default_registry=self.default_registry))
+        return self.registry.head(self.target(record))
+
+    def _start(self, new: BuildRecord) -> tuple[BuildRecord, bool]:
+        build, created = self.builds.start_or_join(new)
         if created:
             try:
                 self.building.send(build, check=False)
@@ -86,8 +111,7 @@ class ImageService:
                     "status": BuildStatus.FAILED, "finished_at": self.clock(), "reason": f"could not queue: {error}"}))
                 raise QueueUnavailable(f"the build queue did not take the request ({error}); retry",
                                        where="queue") from error
-            log.info("cache miss for %s:%s: build %s queued", name, record.version, build.id)
-        return Ensured(image=str(target), digest=None, build=build, created=created)
+        return build, created
 
     def _user_image(self, record: EnvironmentRecord) -> Ensured:
         assert record.definition.image is not None

@@ -224,3 +224,18 @@ def test_cosmos_insert_next_heals_after_a_crash(cosmos: CosmosEmulator) -> None:
     assert versions(store.history(WORKSPACE, "env", top=10, cursor=None).items) == ["4", "3", "1"]
     assert latest_version(store, "env") == "4"
     assert not store.insert(orphan)  # registering it again finds it (and lets the head account for it)
+
+
+def test_each_version_walks_every_workspace_archived_and_anonymous_included(store: EnvironmentStore) -> None:
+    expected: set[tuple[str, str, str]] = set()
+    for workspace in ("ws-a", "ws-b"):
+        for index in range(3):
+            record = environment(f"env-{index}", workspace=workspace)
+            assert store.insert(record)
+            expected.add((workspace, record.name, record.version))
+    hidden = environment("hidden", workspace="ws-a", anonymous=True)
+    assert store.insert(hidden)
+    expected.add(("ws-a", "hidden", "1"))
+    store.set_archived("ws-b", "env-0", "1", True)
+    walked = [(r.workspace, r.name, r.version) for r in store.each_version()]
+    assert sorted(walked) == sorted(expected) and len(walked) == len(set(walked))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from shared.domain.builds import BuildRecord
@@ -96,6 +97,12 @@ class FakeEnvironmentStore(_Answering):
                 return False
             self._jobs[job.workspace, job.id] = job
             return True
+
+    def each_version(self) -> Iterator[EnvironmentRecord]:
+        self._answer()
+        with self._lock:
+            versions = list(self._versions)
+        yield from versions
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         self._answer()

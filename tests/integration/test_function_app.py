@@ -23,6 +23,7 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
+from pydantic import AliasChoices
 
 from shared import factories
 from shared.adapters.buildah import BuildahBuilder
@@ -68,8 +69,20 @@ def bicep_object(path: Path, name: str) -> dict[str, str]:
 
 
 def bicep_vars(path: Path) -> dict[str, str]:
-    """`var name = 'literal'` definitions."""
-    return dict(re.findall(r"^var (\w+) = '([^']*)'$", path.read_text(), re.M))
+    """`var name = 'literal'` definitions, and `param name string = 'default'` (what azd deploys by default)."""
+    found = re.findall(r"^(?:var (\w+)|param (\w+) string) = '([^']*)'$", path.read_text(), re.M)
+    return {var or param: value for var, param, value in found}
+
+
+def setting_names() -> set[str]:
+    """Every environment variable Settings reads: ENVHUB_<field>, and a field's own aliases."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(f"ENVHUB_{name.upper()}")
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice for choice in alias.choices if isinstance(choice, str) and choice.isupper()}
+    return names
 
 
 def app_settings() -> dict[str, str]:
@@ -92,15 +105,18 @@ def read_by(paths: list[str]) -> set[str]:
     kinds that infra/ chooses."""
     chosen = {key.removeprefix("ENVHUB_").lower(): value.strip("'") for key, value in app_settings().items()}
     sources = [(REPO / path).read_text() for path in paths]
+    defaults = Settings()
     for port, (setting, kinds) in factories.FACTORIES.items():
-        sources.append(inspect.getsource(kinds[chosen[setting]]))
-        assert chosen[setting] != "sqlite", f"infra/ leaves {port} on a local adapter"
+        kind = chosen.get(setting) or str(getattr(defaults, setting))  # e.g. no webhook: no notifier
+        sources.append(inspect.getsource(kinds[kind]))
+        assert kind not in ("sqlite", "file", "buildah"), f"infra/ leaves {port} on a local adapter"
     fields = set(Settings.model_fields)
     return {name for source in sources for name in re.findall(r"settings\.(\w+)", source)} & fields
 
 
 def test_infra_sets_no_setting_the_code_ignores() -> None:
-    fields = {f"ENVHUB_{name.upper()}" for name in Settings.model_fields}
+    fields = setting_names()
+    assert "PATCH_SCAN_SCHEDULE" in fields  # the one the timer trigger shares, without the prefix
     for key in app_settings():
         assert key in fields or key.startswith(HOST_PREFIXES) or key in SDK_SETTINGS, f"nothing reads {key}"
 
@@ -222,7 +238,8 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
 
 
 def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure) -> None:
-    assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds"}
+    assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds",
+                                    "scan_requested", "scan_gave_up", "patch_scan"}
     http = azure.functions["http_app_func"].get_bindings()[0]
     assert http.type == "httpTrigger" and http.route == "/{*route}"
     queue = azure.functions["build_requested"].get_bindings()[0]
@@ -230,12 +247,17 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
         "AzureWebJobsStorage"
     assert azure.functions["build_gave_up"].get_bindings()[0].queue_name == "build-requests-poison"
     assert azure.functions["recover_builds"].get_bindings()[0].type == "timerTrigger"
+    timer = azure.functions["patch_scan"].get_bindings()[0]
+    assert timer.type == "timerTrigger" and timer.schedule == "%PATCH_SCAN_SCHEDULE%"
+    assert azure.functions["scan_requested"].get_bindings()[0].queue_name == "scan-requests"
+    assert azure.functions["scan_gave_up"].get_bindings()[0].queue_name == "scan-requests-poison"
     assert not (Path(azure.services.settings.data_dir)).exists()  # the Azure home writes nothing locally
     status, health = azure.http("GET", "/health")
     assert status == 200, health
-    kinds = {port: health[port]["kind"] for port in ("store", "builds", "contexts", "queue", "builder", "registry")}
+    kinds = {port: entry["kind"] for port, entry in health.items() if port != "status"}
     assert kinds == {"store": "cosmos", "builds": "cosmos", "contexts": "blob", "queue": "storage",
-                     "builder": "acr_tasks", "registry": "acr"}
+                     "builder": "acr_tasks", "registry": "acr", "deployments": "cosmos", "scans": "cosmos",
+                     "scan_queue": "storage", "notifier": "none"}
     assert health["status"] == "ok", json.dumps(health, indent=1)
 
 

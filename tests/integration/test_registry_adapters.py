@@ -42,7 +42,9 @@ def free_port() -> int:
 
 def fast(host: str, **options: Any) -> OciRegistry:
     """A client for a plain-http loopback registry with tiny timeouts and backoff."""
-    defaults: dict[str, Any] = {"connect_timeout": 0.5, "read_timeout": 0.5, "attempts": 3, "backoff": 0.01}
+    # No real waiting between retries: the waits asked for are tested in test_registry_scan_support.
+    defaults: dict[str, Any] = {"connect_timeout": 0.5, "read_timeout": 0.5, "attempts": 3, "backoff": 0.01,
+                                "sleep": lambda _: None}
     return OciRegistry(insecure_registries={host}, **(defaults | options))
 
 
