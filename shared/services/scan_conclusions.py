@@ -164,7 +164,11 @@ class Concluder:
             for finding in list(live.values()):
                 use = base_use(finding.base_image, default_registry=self.default_registry)
                 key = (workspace, finding.environment_name, finding.environment_version, finding.base_image)
-                if finding.id in state.seen or key in state.kept or use is None or use.repository not in scan.facts:
+                if key in state.kept and finding.id not in state.seen:
+                    state.seen.add(finding.id)
+                    state.made.append(finding)  # not judged this time: still listed, unchanged
+                    continue
+                if finding.id in state.seen or use is None or use.repository not in scan.facts:
                     continue
                 try:
                     self.scans.put_finding(finding.model_copy(update={"status": FindingStatus.RESOLVED,

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,9 +31,11 @@ from shared.adapters.buildah import BuildahBuilder
 from shared.adapters.oci_registry import OciRegistry
 from shared.domain.builds import BuildRequest
 from shared.domain.images import ImageRef
+from shared.domain.scans import ScanRequest
 from shared.settings import Settings
 from tests.emulators import azurite_or_skip, cosmos_or_skip
 from tests.integration.test_api_contexts_jobs import member, tar_gz
+from tests.registry_seed import push_history
 from tests.stack import running_registry
 from tests.standins.arm import serving
 from tests.standins.local_runs import LocalRunner
@@ -178,9 +181,10 @@ class Azure:
         response: func.HttpResponse = self.runner.run(handler(request, Context()))
         return response.status_code, json.loads(response.get_body() or b"null")
 
-    def deliver(self, function: str, timeout: float = 60) -> BuildRequest:
-        """Take the next build-queue message from Azurite and hand it to a queue trigger, as the host does."""
-        consumer = self.services.consumer
+    def deliver(self, function: str, timeout: float = 60, queue: str = "build") -> str:
+        """Take the next message of a queue from Azurite and hand it to a queue trigger, as the host does; return
+        the message body."""
+        consumer = self.services.consumers[queue].queue
         deadline = time.monotonic() + timeout
         while (message := consumer.receive(30)) is None:
             assert time.monotonic() < deadline, "no message arrived"
@@ -189,7 +193,13 @@ class Azure:
             id=message.id, body=message.body.encode(), pop_receipt=message.receipt,
             dequeue_count=message.dequeue_count))
         consumer.delete(message)
-        return BuildRequest.model_validate_json(message.body)
+        body: str = message.body
+        return body
+
+
+def step(body: str) -> str:
+    """The kind of build step a message carries."""
+    return BuildRequest.model_validate_json(body).type
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +229,8 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
             # What only an emulator needs: its key and connection string, and containers and queues created.
             "ENVHUB_COSMOS_KEY": cosmos.key, "ENVHUB_COSMOS_CREATE": "true",
             "ENVHUB_STORAGE_CONNECTION_STRING": azurite.connection_string, "ENVHUB_STORAGE_CREATE": "true",
-            "ENVHUB_INSECURE_REGISTRIES": reg.host,  # a Distribution registry over http stands in for ACR
+            # A Distribution registry over http stands in for ACR, and (under its other name) for a public one.
+            "ENVHUB_INSECURE_REGISTRIES": f"{reg.host},{reg.host.replace('127.0.0.1', 'localhost')}",
             # App Service's managed identity endpoint, served by the stand-in; its certificate trusted here only.
             "IDENTITY_ENDPOINT": f"{arm.url}/msi/token", "IDENTITY_HEADER": "stand-in",
             "REQUESTS_CA_BUNDLE": str(arm.ca_file), "SSL_CERT_FILE": str(arm.ca_file),
@@ -272,12 +283,12 @@ def test_register_build_and_hit_through_the_triggers(azure: Azure) -> None:
     status, ensured = azure.http("POST", "/workspaces/w/environments/app/versions/1/image")
     assert status == 202, ensured
     build_id = ensured["build_id"]
-    assert azure.deliver("build_requested").type == "build"  # dispatch: the run is scheduled on ACR Tasks
+    assert step(azure.deliver("build_requested")) == "build"  # dispatch: the run is scheduled on ACR Tasks
     for _ in range(200):
         status, build = azure.http("GET", f"/workspaces/w/builds/{build_id}")
         if build["status"] in ("succeeded", "failed", "cancelled"):
             break
-        assert azure.deliver("build_requested").type == "check"
+        assert step(azure.deliver("build_requested")) == "check"
     assert build["status"] == "succeeded", azure.http("GET", f"/workspaces/w/builds/{build_id}/log")[1]
     assert build["builder"] == "acr_tasks" and build["attempts"] == 1
     base = ImageRef(registry=azure.registry_host, repository="envhub/busybox", tag="latest")
@@ -315,3 +326,29 @@ def test_the_recovery_timer_resends_a_stale_build(azure: Azure, monkeypatch: pyt
     again = azure.services.consumer.receive(30)
     assert again is not None and BuildRequest.model_validate_json(again.body).build_id == ensured["build_id"]
     azure.services.consumer.delete(again)
+
+
+def test_the_patch_scan_timer_fans_out_and_the_queue_trigger_scans(azure: Azure) -> None:
+    # A public base image: another registry than the workspace's (its listing is ACR's own /acr/v1 API, which
+    # the Distribution registry standing in for ACR lacks), so the same registry under its other name.
+    host = azure.registry_host.replace("127.0.0.1", "localhost")
+    push_history(host, "patched/base", [("20230620.v1", datetime(2023, 6, 20, tzinfo=UTC)),
+                                         ("20231010.v1", datetime(2023, 10, 10, tzinfo=UTC))])
+    status, _ = azure.http("PUT", "/workspaces/w/environments/on-old-base/versions/1",
+                           {"image": f"{host}/patched/base:20230620.v1"})
+    assert status == 201
+    now = datetime(2024, 1, 15, tzinfo=UTC)
+    scanning = azure.services.scanning
+    scanning.clock = scanning.concluder.clock = lambda: now  # an injected clock: nothing waits in real time
+    azure.functions["patch_scan"].get_user_function()(TimerRequest(past_due=False))
+    (scan,) = scanning.list_scans(top=1, cursor=None).items
+    assert scan.trigger == "timer" and scan.status == "running"
+    for _ in scan.repositories:  # the timer only fanned out: one message per base repository
+        assert ScanRequest.model_validate_json(azure.deliver("scan_requested", queue="scan")).scan_id == scan.id
+    status, body = azure.http("GET", f"/patch-scans/{scan.id}")
+    assert status == 200 and body["status"] == "finished", body
+    assert {"workspace": "w", "environment": "on-old-base:1", "type": "patch_available",
+            "base_image": f"{host}/patched/base:20230620.v1", "current": "20230620.v1", "available": "20231010.v1",
+            "overdue": True, "new": True} in body["findings"]
+    status, page = azure.http("GET", "/workspaces/w/findings?status=open")
+    assert status == 200 and any(f["environment"] == "on-old-base:1" for f in page["value"])
