@@ -79,6 +79,8 @@ class Services:
                 except FutureTimeout:
                     error = f"no answer within {HEALTH_TIMEOUT:.0f} s"
                 entry: dict[str, Any] = {"kind": self.ports[name].kind, "ok": error is None}
+                if name == "registry":
+                    entry["host"] = self.settings.registry_host  # where environment images live
                 if error is not None:
                     entry["error"] = error
                 report[name] = entry

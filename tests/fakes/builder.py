@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.domain.builds import RunState, RunStatus
@@ -38,6 +39,7 @@ class FakeBuilder:
     fail_with: str | None = None  # every run FAILS with this reason
     polls_to_finish: int = 2
     name: str = "fake"
+    push: Callable[[ImageRef], str] | None = None  # really push to a registry (returns the digest) instead
     starts: int = 0
     runs: dict[str, FakeRun] = field(default_factory=dict)
 
@@ -66,9 +68,11 @@ class FakeBuilder:
             return RunStatus(state=RunState.RUNNING, log=lines, log_offset=offset)
         if self.fail_with is not None:
             return RunStatus(state=RunState.FAILED, log=lines, log_offset=offset, reason=self.fail_with)
+        digest = DIGEST
         for target in run.targets:
-            self.images[str(target)] = DIGEST
-        return RunStatus(state=RunState.SUCCEEDED, log=lines, log_offset=offset, digest=DIGEST,
+            digest = self.push(target) if self.push is not None else DIGEST
+            self.images[str(target)] = digest
+        return RunStatus(state=RunState.SUCCEEDED, log=lines, log_offset=offset, digest=digest,
                          packages=["python==3.11.9"])
 
     def cancel(self, run_id: str) -> None:

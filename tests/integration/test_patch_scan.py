@@ -4,6 +4,7 @@ fails for one repository, and an injected clock: the exact findings, rebuilds an
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.webhook import WebhookNotifier
 from shared.bootstrap import Services, build_services
 from shared.domain.builds import BuildStatus
 from shared.domain.scans import Scan, ScanStatus
@@ -20,7 +22,7 @@ from shared.settings import Settings
 from tests.fakes.builder import FakeBuilder
 from tests.faulty_proxy import failing_for
 from tests.integration.test_api_contexts_jobs import member, tar_gz
-from tests.registry_seed import copy_tag, delete_tag, local_registry, push_history
+from tests.registry_seed import copy_tag, delete_tag, local_registry, push_history, push_image
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2024, 1, 15, 12, tzinfo=UTC)
@@ -99,7 +101,8 @@ def built_on(services: Services, record: Any, base: str, digest: str) -> None:
 def scanning(seeded: Seeded, tmp_path: Path) -> Scanning:
     host = seeded.host
     settings = Settings(data_dir=tmp_path / "data", registry=host, insecure_registries=f"{host},{seeded.proxy}",
-                        unqualified_registry=host, worker=False)
+                        unqualified_registry=host, worker=False, build_check_seconds=0.01,
+                        build_check_max_seconds=0.02)
     services = build_services(settings, builder=FakeBuilder({}))
     services.scanning.clock = services.scanning.concluder.clock = lambda: NOW
     records: dict[str, Any] = {}
@@ -231,3 +234,69 @@ def test_the_local_scheduler_runs_a_scan_on_its_schedule(scanning: Scanning) -> 
     (latest,) = scanning.services.scanning.list_scans(top=1, cursor=None).items
     assert latest.trigger == "scheduler"
     assert scanning.drain(latest.id).status is ScanStatus.FINISHED
+
+
+def test_a_moved_base_is_rebuilt_and_deployments_on_the_old_image_are_flagged(scanning: Scanning,
+                                                                             seeded: Seeded) -> None:
+    services, host = scanning.services, seeded.host
+    floating = scanning.records["floating"]
+    image = services.images.target(floating)
+    old = push_image(host, image.repository, "latest", created=NOW - timedelta(days=20), marker="first build")
+    builder = services.building.builder
+    assert isinstance(builder, FakeBuilder)
+    # The scripted builder pushes a real (layerless) image to each target, as a build would.
+    builder.push = lambda target: push_image(host, target.repository, target.tag, created=NOW, marker="rebuilt")
+    services.deployments.set(workspace=WS, name="d-floating", environment="floating:1")
+    assert services.deployments.get(workspace=WS, name="d-floating").image_digest == old
+    copy_tag(host, "py/python", "3.11.7-slim", "3.11-slim")
+    first = scanning.scan()
+    assert findings_of(first)["floating:1"][0] == "base_moved"
+    rebuild = services.images.builds.latest_for_hash(floating.description.hash)
+    assert rebuild is not None and rebuild.status is BuildStatus.QUEUED and rebuild.replaces == old
+    # The rebuild runs through the build state machine although the image exists: it replaces `old`.
+    worker = worker_for(services)
+    for _ in range(200):
+        worker.run_once()
+        time.sleep(0.01)  # checks are sent 10-20 ms ahead
+        done = services.images.builds.get(rebuild.id)
+        if done is not None and done.status.finished:
+            break
+    assert done is not None and done.status is BuildStatus.SUCCEEDED and len(done.tags) == 2
+    assert services.images.current_digest(floating) == done.digest != old
+    flagged = {d["deployment"]: d["reason"] for d in scanning.scan().redeploy}
+    assert f"it runs {old}, its environment's image is now {done.digest}" in flagged["d-floating"]
+
+
+def test_registries_off_the_allowlist_are_never_asked(seeded: Seeded, tmp_path: Path) -> None:
+    host = seeded.host
+    settings = Settings(data_dir=tmp_path / "data", registry=host, insecure_registries=f"{host},{seeded.proxy}",
+                        unqualified_registry=host, worker=False, allowed_registries=host)
+    services = build_services(settings, builder=FakeBuilder({}))
+    elsewhere = {"image": f"{seeded.proxy}/stable/img:1.0.0"}
+    services.environments.register(workspace=WS, name="elsewhere", document=elsewhere)
+    services.environments.register(workspace=WS, name="home", document={"image": f"{host}/msft/base:20230620.v1"})
+    scan = Scanning(services, seeded, {}).scan()
+    assert "not on the allowlist" in scan.errors[f"{seeded.proxy}/stable/img"]
+    assert services.registry.requests[f"GET {seeded.proxy}"] == 0  # type: ignore[attr-defined]
+    assert services.registry.requests[f"HEAD {seeded.proxy}"] == 0  # type: ignore[attr-defined]
+    assert findings_of(scan) == {"home:1": ("patch_available", "20231010.v1", True)}
+
+
+def test_the_report_goes_to_the_webhook_and_a_failed_delivery_is_recorded(seeded: Seeded, tmp_path: Path) -> None:
+    from tests.integration.test_webhook import receiver
+
+    host = seeded.host
+    for failures, notified in ((0, True), (99, False)):
+        with receiver(failures=failures) as (url, received):
+            settings = Settings(data_dir=tmp_path / f"data-{failures}", registry=host, insecure_registries=host,
+                                unqualified_registry=host, worker=False, scan_webhook=url)
+            assert build_services(settings).ports["notifier"].kind == "webhook"  # the setting chooses it
+            # The same adapter with no real waiting between its retries.
+            services = build_services(settings, builder=FakeBuilder({}), notifier=WebhookNotifier(url, backoff=0.001))
+            services.scanning.clock = services.scanning.concluder.clock = lambda: NOW
+            services.environments.register(workspace=WS, name="old", document={"image": f"{host}/nv/pytorch:23.10-py3"})
+            scan = Scanning(services, seeded, {}).scan()
+        assert scan.notified is notified and received
+        report = received[0]
+        assert report["scan_id"] == scan.id and [f["environment"] for f in report["findings"]] == ["old:1"]
+        assert (scan.notify_error is None) == notified
