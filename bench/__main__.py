@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import context_hashing, cosmos_operations, http_registrations, image_cache
+from bench import context_hashing, cosmos_operations, http_registrations, image_cache, patch_scan
 from bench.timing import Row
 
 
@@ -58,6 +58,7 @@ def main() -> None:
         (root / "http").mkdir()
         (root / "images").mkdir()
         (root / "cosmos").mkdir()
+        (root / "scan").mkdir()
         console.print("hashing a generated build context ...")
         summary, rows = context_hashing.run(root / "hashing")
         console.print("registering over HTTP ...")
@@ -76,12 +77,15 @@ def main() -> None:
             console.print("counting store and queue operations in Cosmos mode (emulators) ...")
             costs, cosmos_rows = cosmos_operations.run(root / "cosmos")
             rows += cosmos_rows
+        console.print("scanning base repositories on a recording stand-in registry ...")
+        rows += patch_scan.run(root / "scan")
     console.print(machine(), highlight=False)
     console.print(f"{summary}; {http_registrations.REQUESTS} requests per HTTP side; best of "
                   f"{context_hashing.REPEATS} / {http_registrations.REPEATS} interleaved runs; "
                   f"{image_cache.HITS} ensure-image hits vs HEADs, best of {image_cache.HIT_REPEATS}; "
                   f"builds best of {image_cache.BUILD_REPEATS}; "
                   f"suite took {time.perf_counter() - started:.0f}s", highlight=False)
+    console.print(f"{patch_scan.SHAPE}; requests counted by the stand-in", highlight=False)
     console.print(table(rows))
     if costs:
         console.print(operations_table(costs))

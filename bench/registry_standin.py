@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections, as with a real registry
     disable_nagle_algorithm = True  # headers and body go out in two writes; never wait for a delayed ACK
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- the base class names it so
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: thousands of requests per run."""
 
     def do_GET(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from shared import factories
 from shared.adapters.curated_folder import FolderCatalog
+from shared.adapters.pip_index import PipIndex
 from shared.ports import CuratedCatalog, Probe, QueueConsumer, QueueMessage, Registry
 from shared.services.building import BuildPolicy, BuildService
 from shared.services.contexts import ContextService, Limits
@@ -21,6 +22,7 @@ from shared.services.images import ImageService
 from shared.services.jobs import JobService
 from shared.services.scan_conclusions import Concluder, RebuildPolicy
 from shared.services.scanning import ScanService
+from shared.services.templates import TemplateResolver
 from shared.settings import Settings
 
 HEALTH_TIMEOUT = 5.0  # seconds a port may take to answer /api/health
@@ -119,7 +121,10 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
         queue=adapter["queue"], registry_host=settings.registry_host, default_registry=settings.default_registry,
         policy=BuildPolicy(timeout=settings.build_timeout_seconds, check_first=settings.build_check_seconds,
                            check_max=settings.build_check_max_seconds, stale_after=settings.build_stale_seconds,
-                           max_attempts=settings.queue_max_attempts))
+                           max_attempts=settings.queue_max_attempts),
+        # Curated Dockerfiles' {{latest-image-tag}} and {{latest-pypi-version}}, resolved at build time; image
+        # digests remembered in the scan store, as the patch scan remembers them.
+        templates=TemplateResolver(adapter["registry"], adapter["scans"], PipIndex(), settings.default_registry))
     images = ImageService(environments=environments, contexts=contexts, builds=adapter["builds"], building=building,
                           registry=adapter["registry"], registry_host=settings.registry_host,
                           default_registry=settings.default_registry, build_compute=settings.build_compute)

@@ -35,7 +35,7 @@ def image_details(workspace: str, name: str, version: str, svc: Svc) -> ImageDet
     return ImageDetailsOut(image=d.image, exists=d.exists, digest=d.digest, dockerfile=d.dockerfile,
                            user_image=d.user_image, build_status=None if d.build is None else d.build.status,
                            build=None if d.build is None else BuildOut.of(d.build),
-                           base_digests={} if d.build is None else d.build.base_digests)
+                           base_digests={} if d.build is None else d.build.base_digests, resolved=d.resolved)
 
 
 @router.get("/workspaces/{workspace}/builds/{build_id}", response_model=BuildOut)

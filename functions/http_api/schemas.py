@@ -150,6 +150,7 @@ class BuildOut(BaseModel):
     builder: str | None
     reason: str | None
     base_digests: dict[str, str | None]
+    resolved: dict[str, str] = {}  # build-time templates as written -> what the build used
     digest: str | None
     tags: list[str]
     packages: list[str]
@@ -181,6 +182,7 @@ class ImageDetailsOut(BaseModel):
     build_status: str | None
     build: BuildOut | None
     base_digests: dict[str, str | None]
+    resolved: dict[str, str] = {}  # build-time templates as written -> what the latest build used
 
 
 class LogOut(BaseModel):

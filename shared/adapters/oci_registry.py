@@ -99,7 +99,7 @@ class OciRegistry:
         attempts: int = 3,
         backoff: float = 0.25,
         max_backoff: float = 2.0,
-        page_size: int = 100,
+        page_size: int = 1000,  # tag lists: most repositories fit in one page (registries may send fewer)
         home: str | None = None,
         per_registry: int = 4,
         max_retry_after: float = 30.0,

@@ -54,6 +54,7 @@ class BuildRecord(BaseModel):
     log_offset: int = 0  # how far the builder's log has been copied into envhub's
     checks: int = 0  # check messages handled; a check carrying another number is a duplicate
     base_digests: dict[str, str | None] = {}
+    resolved: dict[str, str] = {}  # build-time templates: the text as written -> what this build used
     digest: str | None = None  # of the pushed image
     tags: list[str] = []
     packages: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -32,6 +33,7 @@ TEMPLATE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a scan compares each tag of a repository with every pinned tag in use
 def parse_tag(tag: str, pattern: str | None = None) -> TagVersion | None:
     """`tag`'s scheme, line and order, or None for a tag of no scheme.
 

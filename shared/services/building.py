@@ -17,8 +17,10 @@ from shared.domain.dockerfile import base_images
 from shared.domain.errors import BuildFailed, EnvhubError, RegistryUnavailable, StaleRecord
 from shared.domain.images import environment_image, parse_image
 from shared.domain.plans import BuildPlan, GeneratedContext
+from shared.domain.templates import resolution_line
 from shared.ports import Builder, BuildStore, QueueMessage, QueueSender, Registry
 from shared.services.contexts import ContextService
+from shared.services.templates import TemplateResolver
 
 log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 20  # each failure means another writer moved the record on; a few are plenty
@@ -44,7 +46,8 @@ class BuildService:
 
     def __init__(self, *, builds: BuildStore, contexts: ContextService, registry: Registry, builder: Builder,
                  queue: QueueSender, registry_host: str, default_registry: str, policy: BuildPolicy,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 templates: TemplateResolver | None = None) -> None:
         self.builds = builds
         self.contexts = contexts
         self.registry = registry
@@ -54,6 +57,8 @@ class BuildService:
         self.default_registry = default_registry
         self.policy = policy
         self.clock = clock
+        # Resolves {{latest-image-tag}} and {{latest-pypi-version}} at dispatch; without it such a plan fails.
+        self.templates = templates
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -102,9 +107,10 @@ class BuildService:
         if plan is None:
             self._finish(build, BuildStatus.FAILED, reason="the build has no plan")
             return
+        written = plan
         try:
-            context = self._context(plan)
-            bases = self._base_digests(plan, build)
+            plan, context, resolved = self._resolve(build, plan, self._context(plan))
+            bases = self._base_digests(written, build, resolved)
         except BuildFailed as error:
             self._finish(build, BuildStatus.FAILED, reason=str(error))
             return
@@ -122,14 +128,14 @@ class BuildService:
         started = self._change(build.id, lambda b: None if b.run_id is not None or b.status.finished else {
             "status": BuildStatus.RUNNING, "run_id": run_id, "attempts": attempt, "log_offset": 0,
             "started_at": b.started_at or self.clock(), "builder": self.builder.name, "base_digests": bases,
-            "tags": ["latest", tag]})
+            "resolved": resolved, "tags": ["latest", tag]})
         if started is None:  # another dispatch won the race, or the build ended meanwhile
             self.builder.cancel(run_id)
             return
         self.send(started, check=True, delay=self.policy.check_delay(started.checks))
 
     def _context(self, plan: BuildPlan) -> ContextSource:
-        if "{{" in plan.dockerfile:
+        if self.templates is None and "{{" in plan.dockerfile:
             raise BuildFailed("the Dockerfile still has build-time templates such as {{latest-image-tag}}; "
                               "pin the base image tag to build it here", where=plan.dockerfile_path)
         if plan.context_digest is None:
@@ -139,15 +145,29 @@ class BuildService:
             raise BuildFailed(f"the build context {plan.context_digest} is no longer stored", where="build.context")
         return context
 
-    def _base_digests(self, plan: BuildPlan, build: BuildRecord) -> dict[str, str | None]:
+    def _resolve(self, build: BuildRecord, plan: BuildPlan,
+                 context: ContextSource) -> tuple[BuildPlan, ContextSource, dict[str, str]]:
+        """The plan and context with build-time templates replaced, and what each resolved to (logged)."""
+        if self.templates is None:
+            return plan, context, {}
+        plan, context, resolved = self.templates.resolve(plan, context)  # Unavailable errors: the queue retries
+        for written, value in resolved.items():
+            self._log(build, resolution_line(written, value))
+        return plan, context, resolved
+
+    def _base_digests(self, plan: BuildPlan, build: BuildRecord, resolved: dict[str, str]) -> dict[str, str | None]:
+        """Each base as the definition writes it (the patch scan looks it up so) -> the digest of what the build
+        uses: for a template, the reference it resolved to."""
         digests: dict[str, str | None] = {}
         for base in base_images(plan.dockerfile, where=plan.dockerfile_path):
+            used = resolved.get(base, base)
+            named = base if used == base else f"{used} ({base})"
             try:
-                digests[base] = self.registry.head(parse_image(base, default_registry=self.default_registry))
-                self._log(build, f"envhub: base image {base} is {digests[base]}")
+                digests[base] = self.registry.head(parse_image(used, default_registry=self.default_registry))
+                self._log(build, f"envhub: base image {named} is {digests[base]}")
             except (RegistryUnavailable, EnvhubError) as error:
                 digests[base] = None
-                self._log(build, f"envhub: could not resolve base image {base}: {error}")
+                self._log(build, f"envhub: could not resolve base image {named}: {error}")
         return digests
 
     # -- check ----------------------------------------------------------------------------------

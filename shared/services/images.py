@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.domain.builds import BuildRecord, BuildStatus, new_build_id
@@ -42,6 +42,8 @@ class ImageDetails:
     dockerfile: str | None
     build: BuildRecord | None
     user_image: bool
+    # Build-time templates as the latest build resolved them: the text as written -> what it built from.
+    resolved: dict[str, str] = field(default_factory=dict)
 
 
 class ImageService:
@@ -155,7 +157,7 @@ class ImageService:
         build = self.builds.latest_for_hash(record.description.hash)
         dockerfile = build.dockerfile if build is not None and build.dockerfile else self.plan(record).dockerfile
         return ImageDetails(image=str(target), exists=digest is not None, digest=digest, dockerfile=dockerfile,
-                            build=build, user_image=False)
+                            build=build, user_image=False, resolved={} if build is None else dict(build.resolved))
 
     def get_build(self, build_id: str) -> BuildRecord:
         """One build record."""

@@ -104,7 +104,8 @@ class ScanService:
                 return {ref: RefFacts(exists=False) for ref in references}, None
             memory = self.scans.known_digests(repository)
             learned: dict[str, str] = {}
-            facts = {ref: self._facts(host, path, ref, listed, memory, learned) for ref in references}
+            heads: dict[str, str | None] = {}  # mutable tags asked in this observation (`latest` by several uses)
+            facts = {ref: self._facts(host, path, ref, listed, memory, learned, heads) for ref in references}
             if learned:
                 self.scans.remember_digests(repository, learned)
             return facts, None
@@ -113,14 +114,19 @@ class ScanService:
             return {}, str(error)
 
     def _facts(self, host: str, path: str, reference: str, listed: list[str], memory: dict[str, str],
-               learned: dict[str, str]) -> RefFacts:
+               learned: dict[str, str], heads: dict[str, str | None]) -> RefFacts:
         def ref(tag: str) -> ImageRef:
             return ImageRef(registry=host, repository=path, tag=tag)
+
+        def head(tag: str) -> str | None:
+            if tag not in heads:
+                heads[tag] = self.registry.head(ref(tag))
+            return heads[tag]
 
         if reference.startswith("{{"):
             match = tags.TEMPLATE.search(reference)
             pattern = None if match is None else tags.template_pattern(match)
-            latest = self.registry.head(ref("latest"))
+            latest = head("latest")
             if latest is None:
                 return RefFacts(exists=False)
 
@@ -135,7 +141,7 @@ class ScanService:
             resolved = tags.latest_image_tag(listed, digest_of, latest, pattern)
             return RefFacts(digest=latest, resolved_tag=resolved)
         if tags.is_mutable(reference or None):
-            digest = self.registry.head(ref(reference or "latest"))
+            digest = head(reference or "latest")
             return RefFacts(exists=digest is not None, digest=digest)
         if reference not in listed:
             return RefFacts(exists=False)
