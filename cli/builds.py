@@ -77,6 +77,8 @@ def image(
         return
     for key in ("image", "exists", "digest", "build_status", "base_digests"):
         out.print(f"[bold]{key}[/]: {details[key]}")
+    for written, used in (details.get("resolved") or {}).items():  # build-time templates, as the build used them
+        out.print(f"[bold]resolved[/]: {written} -> {used}", markup=True, highlight=False)
     if details["dockerfile"]:
         out.print("[bold]dockerfile[/]:")
         out.print(details["dockerfile"], markup=False, highlight=False)
