@@ -210,8 +210,9 @@ class BuildService:
             self._finish(build, BuildStatus.FAILED,
                          reason=f"gave up after {build.attempts} attempts: {status.reason or 'the run was lost'}")
         else:
-            self._log(build, f"envhub: attempt {build.attempts} stopped without finishing "
-                             f"({status.reason or 'the run was lost'}); starting again")
+            # Not the definition's fault (the worker died, the registry was unreachable): said as such.
+            self._log(build, f"envhub: attempt {build.attempts} was interrupted "
+                             f"({status.reason or 'the run was lost'}); starting attempt {build.attempts + 1}")
             again = self._change(build.id, lambda b: None if b.run_id != build.run_id else {
                 "run_id": None, "status": BuildStatus.QUEUED})
             if again is not None:

@@ -90,7 +90,7 @@ def test_a_lost_run_is_started_again_and_the_same_build_succeeds(tmp_path: Path)
     services, worker, fake = wire(tmp_path, lost_runs=1)
     done = drain(services, worker, ensure(services).id)
     assert done.status == "succeeded" and done.attempts == 2 and fake.starts == 2
-    assert any("attempt 1 stopped without finishing (the worker was killed)" in line
+    assert any("attempt 1 was interrupted (the worker was killed); starting attempt 2" in line
                for line in services.images.builds.read_log(done.id, 0))
 
 
