@@ -58,9 +58,9 @@ def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> 
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"envhub serve exited with {process.returncode}:\n{tail}")
         try:
-            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+            if httpx.get(f"{base}/health/live", timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass  # not listening yet
         time.sleep(0.1)
-    raise RuntimeError(f"envhub serve did not answer /api/health within {START_TIMEOUT:.0f}s")
+    raise RuntimeError(f"envhub serve did not answer /api/health/live within {START_TIMEOUT:.0f}s")

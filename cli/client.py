@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
 
 class ApiError(Exception):
     """The service answered with a problem."""
@@ -20,11 +22,43 @@ class Unreachable(Exception):
     """The service could not be reached."""
 
 
+class BadResponse(Exception):
+    """The service answered, but not with what an envhub service answers (not JSON, a redirect, ...)."""
+
+
+class BadUrl(ValueError):
+    """The service URL cannot be a URL of an envhub service."""
+
+
+def service_url(url: str) -> tuple[str, bool]:
+    """The URL to call and whether 'http://' was assumed; raises BadUrl for what cannot be an http(s) URL."""
+    text = url.strip()
+    if not text:
+        raise BadUrl("--url is empty; pass the service's address, e.g. http://127.0.0.1:7071")
+    assumed = "://" not in text
+    if assumed:
+        text = "http://" + text
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, TypeError) as error:
+        raise BadUrl(f"--url {url!r} is not a URL ({error}); e.g. http://127.0.0.1:7071") from error
+    if parsed.scheme not in ("http", "https"):
+        raise BadUrl(f"--url {url!r}: the scheme must be http or https, e.g. http://127.0.0.1:7071")
+    if not parsed.host or any(c.isspace() for c in text):
+        raise BadUrl(f"--url {url!r} names no host; e.g. http://127.0.0.1:7071")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise BadUrl(f"--url {url!r}: the port must be 1 to 65535")
+    if parsed.query or parsed.fragment:
+        raise BadUrl(f"--url {url!r} has a query or fragment; give only scheme, host, port (and a path prefix)")
+    return str(parsed.copy_with(query=None, fragment=None)).rstrip("/"), assumed
+
+
 class Client:
     """Calls under {url}/api/workspaces/{workspace}."""
 
     def __init__(self, url: str, workspace: str, timeout: float = 60.0) -> None:
-        self.base = url.rstrip("/") + "/api"
+        root, self.assumed_scheme = service_url(url)
+        self.base = root + "/api"
         self.workspace = workspace
         self.http = httpx.Client(timeout=timeout)
 
@@ -33,19 +67,40 @@ class Client:
         return f"{self.base}/workspaces/{self.workspace}{path}"
 
     def call(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send a request; return the JSON body or raise ApiError/Unreachable."""
+        """Send a request; return the JSON body or raise ApiError/Unreachable/BadResponse.
+
+        Redirects are followed for GET and HEAD only; a redirect answering another method is refused, since
+        following it would resend (or drop) the body.
+        """
+        method = method.upper()
         try:
-            response = self.http.request(method, url, **kwargs)
+            response = self.http.request(method, url, follow_redirects=method in SAFE_METHODS, **kwargs)
         except httpx.TransportError as error:
-            raise Unreachable(f"cannot reach envhub at {self.base} ({error}); is `envhub serve` running?") from error
+            assumed = " (no scheme was given, so http:// was assumed)" if self.assumed_scheme else ""
+            raise Unreachable(f"cannot reach envhub at {self.base}{assumed} ({error or type(error).__name__}); "
+                              "is `envhub serve` running?") from error
+        except httpx.HTTPError as error:  # too many redirects, a decoding failure, ...
+            raise BadResponse(f"envhub at {self.base}: {method} {url} failed: {error or type(error).__name__}") \
+                from error
+        if response.is_redirect:
+            raise BadResponse(f"envhub at {self.base} answered {method} {url} with {response.status_code} "
+                              f"redirecting to {response.headers.get('location', '?')}; not followed for {method}")
         if response.status_code >= 400:
             try:
                 body = response.json()
-                detail = body.get("detail") or body.get("title") or response.text
+                detail = (body.get("detail") or body.get("title") if isinstance(body, dict) else None) \
+                    or response.text
             except ValueError:
                 detail = response.text or response.reason_phrase
-            raise ApiError(response.status_code, str(detail))
-        return response.json()
+            if not isinstance(detail, str):  # FastAPI's own 422s carry a list of errors
+                detail = "; ".join(_describe(item) for item in detail) if isinstance(detail, list) else str(detail)
+            raise ApiError(response.status_code, " ".join(detail.split()) or response.reason_phrase)
+        try:
+            return response.json()
+        except ValueError as error:
+            kind = response.headers.get("content-type", "no content type")
+            raise BadResponse(f"envhub at {self.base} answered {method} {url} with {response.status_code} "
+                              f"and a body that is not JSON ({kind}); is that an envhub service?") from error
 
     def upload_context(self, archive: bytes) -> dict[str, Any]:
         """Upload a tar.gz build context."""
@@ -60,3 +115,11 @@ class Client:
         else:
             result = self.call("PUT", self.ws(f"/environments/{name}/versions/{version}"), json=document)
         return result
+
+
+def _describe(item: Any) -> str:
+    """One validation error of FastAPI's list as `where: message`."""
+    if isinstance(item, dict):
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        return f"{where}: {item.get('msg', item)}" if where else str(item.get("msg", item))
+    return str(item)

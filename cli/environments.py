@@ -10,10 +10,26 @@ import typer
 import yaml
 from rich.table import Table
 
-from cli.app import DEFAULT_URL, Json, Url, Workspace, api, app, err, fail, out, split_ref
+from cli.app import (
+    DEFAULT_URL,
+    REF_FORMS,
+    Json,
+    Url,
+    Workspace,
+    api,
+    app,
+    check_version,
+    err,
+    explicit_ref,
+    fail,
+    get_version,
+    out,
+    split_ref,
+)
 from cli.client import Client
 from shared.domain.errors import EnvhubError
 
+VersionRef = Annotated[str, typer.Argument(help="NAME:VERSION (an explicit version)")]
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/environment.schema.json"
 
 
@@ -94,7 +110,7 @@ def list_(url: Url = DEFAULT_URL, workspace: Workspace = "default", as_json: Jso
 
 @app.command()
 def show(
-    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@latest")],
+    ref: Annotated[str, typer.Argument(help=REF_FORMS)],
     url: Url = DEFAULT_URL,
     workspace: Workspace = "default",
     as_yaml: Annotated[bool, typer.Option("--yaml", help="Print the definition as Azure ML YAML.")] = False,
@@ -103,7 +119,7 @@ def show(
     """One version; --yaml prints it back as YAML that registers as the next version."""
     name, version = split_ref(ref)
     client = Client(url, workspace)
-    record = api(client.call, "GET", client.ws(f"/environments/{name}/versions/{version}"))
+    record = get_version(client, name, version)
     if as_yaml:
         print(yaml.safe_dump(to_yaml_document(record), sort_keys=False), end="")
     elif as_json:
@@ -135,9 +151,9 @@ def diff(
 ) -> None:
     """What changed between two versions, and whether the image did."""
     name, version = split_ref(ref)
+    check_version(against, "the version to compare with,")
     client = Client(url, workspace)
-    result = api(client.call, "GET", client.ws(f"/environments/{name}/versions/{version}/diff"),
-                 params={"against": against})
+    result = get_version(client, name, version, "/diff", params={"against": against})
     if as_json:
         print(json.dumps(result))
         return
@@ -147,19 +163,19 @@ def diff(
 
 
 def _set_archived(ref: str, url: str, workspace: str, action: str) -> None:
-    name, version = split_ref(ref)
+    name, version = explicit_ref(ref, action)
     client = Client(url, workspace)
     record = api(client.call, "POST", client.ws(f"/environments/{name}/versions/{version}/{action}"))
     out.print(f"{record['name']}:{record['version']} archived={record['archived']}")
 
 
 @app.command()
-def archive(ref: str, url: Url = DEFAULT_URL, workspace: Workspace = "default") -> None:
+def archive(ref: VersionRef, url: Url = DEFAULT_URL, workspace: Workspace = "default") -> None:
     """Hide a version from listings and from @latest."""
     _set_archived(ref, url, workspace, "archive")
 
 
 @app.command()
-def restore(ref: str, url: Url = DEFAULT_URL, workspace: Workspace = "default") -> None:
+def restore(ref: VersionRef, url: Url = DEFAULT_URL, workspace: Workspace = "default") -> None:
     """Undo an archive."""
     _set_archived(ref, url, workspace, "restore")

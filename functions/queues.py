@@ -4,6 +4,8 @@ queue, the recovery sweep that re-sends the steps of builds whose messages were 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import azure.functions as func
 
 from shared.bootstrap import Services
@@ -11,6 +13,7 @@ from shared.ports import QueueMessage
 
 POISON_SUFFIX = "-poison"  # where the Functions host moves a message after maxDequeueCount failures
 RECOVERY_SCHEDULE = "0 */5 * * * *"  # NCRONTAB: every five minutes
+GC_SCHEDULE = "0 30 4 * * *"  # NCRONTAB: daily at 04:30 UTC
 
 
 def _message(message: func.QueueMessage) -> QueueMessage:
@@ -56,5 +59,11 @@ def blueprint(services: Services) -> func.Blueprint:
     @bp.timer_trigger(arg_name="timer", schedule=RECOVERY_SCHEDULE, run_on_startup=False)
     def recover_builds(timer: func.TimerRequest) -> None:
         services.building.recover()
+
+    @bp.function_name("collect_context_garbage")
+    @bp.timer_trigger(arg_name="timer", schedule=GC_SCHEDULE, run_on_startup=False)
+    def collect_context_garbage(timer: func.TimerRequest) -> None:
+        # Blobs of uploads that were refused or interrupted, which no manifest names.
+        services.contexts.collect_garbage(timedelta(hours=services.settings.context_gc_hours))
 
     return bp

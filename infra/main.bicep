@@ -180,6 +180,8 @@ var envhubSettings = {
   ENVHUB_BUILD_CHECK_MAX_SECONDS: '60'
   ENVHUB_BUILD_STALE_SECONDS: '900'
   ENVHUB_SCAN_QUEUE: scanQueueName
+  // The daily garbage timer removes build-context blobs no manifest names (refused uploads) after a day.
+  ENVHUB_CONTEXT_GC_HOURS: '24'
   // Read by the patch scan's timer trigger (%PATCH_SCAN_SCHEDULE%) and by envhub itself.
   PATCH_SCAN_SCHEDULE: patchScanSchedule
 }

@@ -146,21 +146,26 @@ def webhook(settings: Settings) -> Any:
 
 
 def oci_registry(settings: Settings) -> Any:
+    from shared.adapters.circuit import CircuitBreakerRegistry
     from shared.adapters.oci_registry import OciRegistry
 
-    return OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host, allowed=settings.allowed)
+    # A total deadline per lookup and a circuit breaker per registry host, in a small pool of its own threads.
+    return CircuitBreakerRegistry(OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host,
+                                              allowed=settings.allowed), home=settings.registry_host)
 
 
 def acr_registry(settings: Settings) -> Any:
     from shared.adapters.acr_registry import AcrRegistry
+    from shared.adapters.circuit import CircuitBreakerRegistry
     from shared.adapters.oci_registry import OciRegistry
     from shared.adapters.routed_registry import RoutedRegistry
 
     # An insecure (http) registry is only ever a local stand-in for ACR; ACR itself is always https.
     host = settings.registry_host
     acr = AcrRegistry(f"http://{host}" if host in settings.insecure else host)
-    return RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure, allowed=settings.allowed),
-                          allowed=settings.allowed)
+    return CircuitBreakerRegistry(
+        RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure, allowed=settings.allowed),
+                       allowed=settings.allowed), home=host)
 
 
 # port -> (the setting that chooses, kind -> factory). The only place that knows which adapters exist.

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.bootstrap import Services
@@ -19,6 +20,7 @@ from shared.services.worker import QueueWorker, WorkerPolicy
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+GC_INTERVAL = 3600.0  # seconds between garbage collections of build contexts
 
 
 @contextmanager
@@ -47,6 +49,7 @@ def local_stack(services: Services) -> Iterator[None]:
     stop = threading.Event()
     threads: list[threading.Thread] = []
     registry: Any = None
+    supervisor: threading.Thread | None = None
     try:
         if settings.local_registry:
             from shared.adapters.local_registry import LocalRegistry
@@ -54,6 +57,10 @@ def local_stack(services: Services) -> Iterator[None]:
             registry = LocalRegistry(settings.data_dir / "registry", settings.registry_port)
             registry.start()
             log.info("local registry on %s", registry.host)
+            # Restarts the registry when it dies or stops answering; the children it starts end with it.
+            supervisor = threading.Thread(target=registry.supervise, args=(stop,), name="registry-supervisor",
+                                          daemon=True)
+            supervisor.start()
             seed(services)
         if settings.worker:
             for name in services.consumers:
@@ -71,7 +78,9 @@ def local_stack(services: Services) -> Iterator[None]:
         for thread in threads:
             thread.join(timeout=10)
         if registry is not None:
-            registry.stop()
+            registry.stop()  # before the supervisor ends: it restarts nothing once the registry is stopping
+        if supervisor is not None:
+            supervisor.join(timeout=30)
 
 
 def scheduler_for(services: Services, *, wait: Callable[[float], bool],
@@ -85,11 +94,18 @@ def scheduler_for(services: Services, *, wait: Callable[[float], bool],
 
 
 def _sweep(services: Services, stop: threading.Event) -> None:
-    """The recovery sweep, as the timer trigger runs it in Azure: builds whose messages were lost move on."""
+    """The timers Azure runs, played here: the recovery sweep (builds whose messages were lost move on), and
+    hourly the garbage collection of build-context blobs no manifest names."""
     interval = max(1.0, services.settings.build_stale_seconds / 2)
+    next_gc = time.monotonic()
     while not stop.wait(interval):
         try:
             services.building.recover()
+            if time.monotonic() >= next_gc:
+                next_gc = time.monotonic() + GC_INTERVAL
+                removed = services.contexts.collect_garbage(timedelta(hours=services.settings.context_gc_hours))
+                if removed:
+                    log.info("removed %d build-context blobs no manifest names", removed)
         except Exception:  # a sweep that fails is tried again at the next interval
             log.exception("build recovery sweep failed")
 

@@ -93,11 +93,20 @@ class ContextStore(Probe, Protocol):
     def has_blob(self, sha256: str) -> bool:
         """Whether a blob is stored."""
 
+    def delete_blob(self, sha256: str) -> None:
+        """Remove a blob; a missing one (or a malformed name) is no error."""
+
+    def blobs(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored blob: its sha256 and when it was last written (UTC)."""
+
     def save_manifest(self, manifest: ContextManifest) -> str:
         """Store a manifest after its blobs; return its digest."""
 
     def load_manifest(self, digest: str) -> ContextManifest | None:
         """A stored manifest by digest."""
+
+    def manifests(self) -> Iterator[str]:
+        """The digest of every stored manifest (the garbage collector's roots)."""
 
 
 class Registry(Probe, Protocol):

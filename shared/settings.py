@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 256 * 1024 * 1024  # a compressed build context
     max_context_bytes: int = 2 * 1024 * 1024 * 1024  # the same, expanded
     max_context_files: int = 50_000
+    max_body_bytes: int = 1024 * 1024  # a JSON body of any route but the context upload
+    max_json_depth: int = 100  # bracket nesting of those bodies, checked before parsing
+    context_gc_hours: float = 24.0  # blobs no manifest names, older than this, are removed (refused uploads)
     log_level: str = "INFO"
 
     # The store: SQLite under data_dir, or Cosmos DB (containers as infra/ declares them).

@@ -25,6 +25,7 @@ import httpx
 
 from shared.adapters.local_registry import LocalRegistry
 from shared.adapters.oci_registry import MANIFEST_TYPES
+from shared.domain.errors import RegistryUnavailable
 from tests.stack import free_port
 from tests.support import unavailable
 
@@ -41,13 +42,16 @@ TWO_PLATFORMS = ("linux/arm64", "linux/amd64")  # amd64 second, so choosing it i
 def local_registry(folder: Path) -> Iterator[str]:
     """docker-registry on a free loopback port (skipped, or failed in CI, when not installed); yields host:port.
 
-    LocalRegistry reuses a registry already answering on its port: a port another run took in the meantime is
-    noticed (no process of ours) and another is tried."""
+    LocalRegistry refuses a port that already has a registry: a port another run took in the meantime is
+    refused, and another is tried."""
     if shutil.which("docker-registry") is None:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
     for attempt in range(5):
         registry = LocalRegistry(folder / f"registry-{attempt}", free_port())
-        registry.start()
+        try:
+            registry.start()
+        except RegistryUnavailable:
+            continue
         if registry.process is not None:
             break
     else:

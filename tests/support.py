@@ -99,6 +99,6 @@ def _free_port() -> int:
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
+        return httpx.get(f"{url}/api/health/live", timeout=1).status_code == 200
     except httpx.TransportError:
         return False

@@ -6,7 +6,8 @@ import contextlib
 import hashlib
 import io
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -111,6 +112,29 @@ class BlobContextStore:
             return False
         with self._answered():
             return bool(self.container.get_blob_client(f"blobs/{sha256}").exists())
+
+    def delete_blob(self, sha256: str) -> None:
+        if not is_sha256(sha256):
+            return
+        with self._answered(), contextlib.suppress(ResourceNotFoundError):
+            self.container.delete_blob(f"blobs/{sha256}")
+
+    def blobs(self) -> Iterator[tuple[str, datetime]]:
+        with self._answered():
+            listed = list(self.container.list_blobs(name_starts_with="blobs/"))
+        for item in listed:
+            sha = item.name.removeprefix("blobs/")
+            if is_sha256(sha) and item.last_modified is not None:
+                modified = item.last_modified
+                yield sha, modified if modified.tzinfo else modified.replace(tzinfo=UTC)
+
+    def manifests(self) -> Iterator[str]:
+        with self._answered():
+            listed = list(self.container.list_blobs(name_starts_with="manifests/"))
+        for item in listed:
+            hex_part = item.name.removeprefix("manifests/").removesuffix(".json")
+            if is_sha256(hex_part):
+                yield f"sha256:{hex_part}"
 
     def save_manifest(self, manifest: ContextManifest) -> str:
         digest = manifest.digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -71,8 +72,35 @@ class BuildahBuilder:
         (root / "runs").mkdir(exist_ok=True)
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        # The first builder of a data folder holds its lock while it lives; only it clears what runs of a killed
+        # process left behind (another process's builder, such as a CLI beside `envhub serve`, must not).
+        self._owner = _take_lock(root / "builder.lock")
+        if self._owner is not None:
+            self.clean_leftovers()
 
     available = staticmethod(Buildah.available)
+
+    def clean_leftovers(self) -> None:
+        """Remove what runs of an earlier process left: their context folders under runs/ (their <id>.json
+        outcomes stay) and the working containers in this builder's own storage. Runs of this instance are
+        never touched: it is called before any starts."""
+        with self._lock:
+            if self._runs:
+                return
+            for entry in (self.root / "runs").iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    log.info("removing the folder of an interrupted build run: %s", entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+            if not self.available():
+                return
+            try:
+                containers = self.buildah.containers()
+                if containers:
+                    log.warning("removing %d buildah working containers left by an interrupted build",
+                                len(containers))
+                    self.buildah.remove_all_containers()
+            except (BuilderUnavailable, ValueError, subprocess.SubprocessError) as error:
+                log.warning("could not clear leftover buildah containers under %s: %s", self.root, error)
 
     def check(self) -> None:
         """buildah runs."""
@@ -217,6 +245,17 @@ class BuildahBuilder:
         finally:
             reader.join(timeout=5)
         return process.returncode
+
+
+def _take_lock(path: Path) -> IO[str] | None:
+    """An exclusive lock on `path`, held while the returned file stays open; None when another holds it."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def _materialise(context: ContextSource, folder: Path) -> None:

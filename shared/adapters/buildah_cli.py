@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,3 +71,14 @@ class Buildah:
         if done.returncode != 0:
             raise BuilderUnavailable(f"buildah {args[0]} failed: {done.stderr.strip()[-500:]}", where="buildah")
         return done.stdout
+
+    def containers(self) -> list[str]:
+        """The ids of the working containers in this storage (a build killed midway leaves its own behind)."""
+        if not (self.root / "storage").is_dir():
+            return []
+        listed = json.loads(self.run_checked("containers", "--all", "--json") or "[]")
+        return [str(entry.get("id", "")) for entry in listed or [] if isinstance(entry, dict)]
+
+    def remove_all_containers(self) -> None:
+        """`buildah rm --all` over this storage (never any other)."""
+        self.run_checked("rm", "--all")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,6 +70,28 @@ class FileContextStore:
 
     def has_blob(self, sha256: str) -> bool:
         return is_sha256(sha256) and self._blob_path(sha256).is_file()
+
+    def delete_blob(self, sha256: str) -> None:
+        if is_sha256(sha256):
+            self._blob_path(sha256).unlink(missing_ok=True)
+
+    def blobs(self) -> Iterator[tuple[str, datetime]]:
+        for folder in sorted((self.root / "blobs").iterdir()):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if not is_sha256(path.name):
+                    continue
+                try:
+                    modified = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                yield path.name, datetime.fromtimestamp(modified, UTC)
+
+    def manifests(self) -> Iterator[str]:
+        for path in sorted((self.root / "manifests").glob("*.json")):
+            if is_sha256(path.stem):
+                yield f"sha256:{path.stem}"
 
     def save_manifest(self, manifest: ContextManifest) -> str:
         digest = manifest.digest

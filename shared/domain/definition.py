@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.domain import naming
 from shared.domain.context import check_dockerfile_path
 from shared.domain.errors import InvalidContext, InvalidDefinition
+from shared.domain.limits import DEFAULT_LIMITS, DocumentLimits, check_document
 
 KNOWN_FIELDS = frozenset(
     {"$schema", "name", "version", "description", "tags", "properties", "image", "conda_file", "build",
@@ -70,8 +71,11 @@ class Submission(BaseModel):
     definition: Definition
 
 
-def parse_document(doc: object, *, curated: bool = False, where: str = "") -> Submission:
-    """Check a definition given as a mapping of Azure ML YAML fields (conda inline, build by digest)."""
+def parse_document(doc: object, *, curated: bool = False, where: str = "",
+                   limits: DocumentLimits = DEFAULT_LIMITS) -> Submission:
+    """Check a definition given as a mapping of Azure ML YAML fields (conda inline, build by digest).
+    First its size: nodes (aliases counted as expanded), depth, string lengths, tags and properties."""
+    check_document(doc, limits=limits, where=where)
     if not isinstance(doc, dict):
         raise InvalidDefinition("an environment definition is a mapping of fields", where=where or "<document>")
     unknown = sorted(set(doc) - KNOWN_FIELDS)

@@ -61,6 +61,10 @@ def check_version(version: object, *, where: str = "version") -> str:
         )
     if len(text) > NAME_MAX:
         raise InvalidDefinition(f"the version has {len(text)} characters; at most {NAME_MAX}", where=where)
+    if text.isascii() and text.isdigit() and len(text) > 1 and text.startswith("0"):
+        raise InvalidDefinition(
+            f"the version '{text}' has a leading zero; write it as '{text.lstrip('0') or '0'}' "
+            "(versions are compared as written, so '01' and '1' would be two versions)", where=where)
     bad = _VERSION_FORBIDDEN.search(text)
     if bad:
         raise InvalidDefinition(f"the version '{text}' contains {bad.group()!r}, which is not allowed", where=where)

@@ -277,9 +277,13 @@ class BuildService:
 
     def _finish(self, build: BuildRecord, status: BuildStatus, *, reason: str | None = None,
                 **outcome: object) -> BuildRecord | None:
+        current = self.builds.get(build.id)
+        if current is None or current.status.finished:
+            return None
+        # The last log line goes in before the status: a reader that sees the build finished has its whole log.
+        self._log(build, f"envhub: build {status.value}" + (f": {reason}" if reason else ""))
         done = self._change(build.id, lambda b: None if b.status.finished else {
             "status": status, "finished_at": self.clock(), "reason": reason, **outcome})
         if done is not None:
-            self._log(done, f"envhub: build {status.value}" + (f": {reason}" if reason else ""))
             log.info("build %s of %s %s%s", build.id, build.image, status.value, f": {reason}" if reason else "")
         return done

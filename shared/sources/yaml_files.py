@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from shared.domain.errors import InvalidDefinition
+from shared.domain.limits import DEFAULT_LIMITS, DocumentLimits, LimitExceeded, check_tree
 
 YAML_SUFFIXES = (".yml", ".yaml")
+MAX_YAML_BYTES = 1024 * 1024  # one definition, conda file or asset file
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,69 @@ class LoadedDocument:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse one YAML file; a syntax error names the file, line and column."""
+class BoundedSafeLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer stops past `limits.max_depth` levels; `load_bounded` then measures the
+    composed node graph (aliases counted as expanded) before anything is constructed."""
+
+    def __init__(self, stream: str, limits: DocumentLimits = DEFAULT_LIMITS) -> None:
+        super().__init__(stream)
+        self.limits = limits
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > self.limits.max_depth:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise LimitExceeded(f"the YAML is nested deeper than {self.limits.max_depth} levels",
+                                    where=f"{mark.line + 1}:{mark.column + 1}")
+            node: Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+
+def _node_children(node: Any) -> list[Any] | None:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return None
+
+
+def _node_text(node: Any) -> str | None:
+    return node.value if isinstance(node, ScalarNode) else None
+
+
+def _node_mark(node: Any) -> str | None:
+    mark = getattr(node, "start_mark", None)
+    return None if mark is None else f"{mark.line + 1}:{mark.column + 1}"
+
+
+def load_bounded(text: str, *, limits: DocumentLimits = DEFAULT_LIMITS, where: str = "<yaml>") -> Any:
+    """yaml.safe_load within `limits`: composed, measured without expanding aliases, then constructed."""
+    loader = BoundedSafeLoader(text, limits)
+    try:
+        try:
+            node = loader.get_single_node()
+        except LimitExceeded as error:
+            raise LimitExceeded(error.detail, where=f"{where}:{error.where}") from None
+        if node is None:
+            return None
+        check_tree(node, children=_node_children, text=_node_text, limits=limits, where=where, locate=_node_mark)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path, *, limits: DocumentLimits = DEFAULT_LIMITS, max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Parse one YAML file within bounds; a syntax error names the file, line and column."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as error:
+        raise InvalidDefinition("the file does not exist", where=str(path)) from error
+    if size > max_bytes:
+        raise LimitExceeded(f"the file has {size} bytes; at most {max_bytes} are read", where=str(path))
     try:
         text = path.read_text(encoding="utf8")
     except FileNotFoundError as error:
@@ -34,7 +98,7 @@ def read_yaml(path: Path) -> Any:
         raise InvalidDefinition(f"cannot be read as a YAML text file ({error.__class__.__name__})",
                                 where=str(path)) from error
     try:
-        return yaml.safe_load(text)
+        return load_bounded(text, limits=limits, where=str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -58,7 +122,7 @@ def resolve_files(doc: dict[str, Any], path: Path) -> LoadedDocument:
     if isinstance(conda, str):
         conda_path = folder / conda
         if not conda_path.is_file():
-            raise InvalidDefinition(f"the conda file '{conda}' does not exist (looked in {folder.name}/)",
+            raise InvalidDefinition(f"the conda file '{conda}' does not exist (looked in {folder}/)",
                                     where=f"{path}#conda_file")
         doc["conda_file"] = read_yaml(conda_path)
         if doc["conda_file"] is None:

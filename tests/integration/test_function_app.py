@@ -250,7 +250,7 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
 
 def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure) -> None:
     assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds",
-                                    "scan_requested", "scan_gave_up", "patch_scan"}
+                                    "scan_requested", "scan_gave_up", "patch_scan", "collect_context_garbage"}
     http = azure.functions["http_app_func"].get_bindings()[0]
     assert http.type == "httpTrigger" and http.route == "/{*route}"
     queue = azure.functions["build_requested"].get_bindings()[0]
@@ -262,6 +262,7 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     assert timer.type == "timerTrigger" and timer.schedule == "%PATCH_SCAN_SCHEDULE%"
     assert azure.functions["scan_requested"].get_bindings()[0].queue_name == "scan-requests"
     assert azure.functions["scan_gave_up"].get_bindings()[0].queue_name == "scan-requests-poison"
+    assert azure.functions["collect_context_garbage"].get_bindings()[0].type == "timerTrigger"
     assert not (Path(azure.services.settings.data_dir)).exists()  # the Azure home writes nothing locally
     status, health = azure.http("GET", "/health")
     assert status == 200, health
@@ -352,3 +353,14 @@ def test_the_patch_scan_timer_fans_out_and_the_queue_trigger_scans(azure: Azure)
             "overdue": True, "new": True} in body["findings"]
     status, page = azure.http("GET", "/workspaces/w/findings?status=open")
     assert status == 200 and any(f["environment"] == "on-old-base:1" for f in page["value"])
+
+
+def test_the_garbage_timer_removes_orphan_blobs_from_blob_storage(azure: Azure) -> None:
+    store = azure.services.contexts.store
+    sha, _ = store.write_blob([b"an orphan: a refused upload's file"])
+    azure.services.settings.__dict__["context_gc_hours"] = 0.0  # anything older than now
+    try:
+        azure.functions["collect_context_garbage"].get_user_function()(TimerRequest(past_due=False))
+    finally:
+        azure.services.settings.__dict__["context_gc_hours"] = 24.0
+    assert not store.has_blob(sha)

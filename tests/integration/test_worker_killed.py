@@ -70,7 +70,7 @@ def serve(data: Path, home: dict[str, str], port: int) -> subprocess.Popen[bytes
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health/live", timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
             pass
