@@ -117,6 +117,10 @@ class EnvironmentService:
         record = (self.store.latest(workspace, name) if version == LATEST
                   else self.store.get(workspace, name, version))
         if record is None:
+            if version == LATEST and self.store.history(workspace, name, top=1, cursor=None).items:
+                # Only on the error path: one page of history tells "all archived" from "never registered".
+                raise NotFound(f"every version of '{name}' is archived; restore one or name a version",
+                               where=f"{name}:{version}")
             what = f"'{name}'" if version == LATEST else f"version '{version}' of '{name}'"
             raise NotFound(f"{what} is not registered in workspace '{workspace}'", where=f"{name}:{version}")
         return record

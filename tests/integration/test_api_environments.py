@@ -192,3 +192,11 @@ def test_health_names_each_ports_adapter_and_whether_it_answers(tmp_path: Path) 
             "registry": "oci"}
     assert all(health[port]["ok"] for port in ("store", "builds", "contexts", "queue"))
     assert health["registry"]["ok"] is False and down in health["registry"]["error"]
+
+
+def test_latest_of_a_name_whose_versions_are_all_archived_says_so(api: TestClient) -> None:
+    register(api, "shelved", {"image": "python:3.11-slim"})
+    assert api.post(f"{WS}/environments/shelved/versions/1/archive").status_code == 200
+    body = assert_problem(api.get(f"{WS}/environments/shelved/versions/latest"), 404, "every version")
+    assert "restore one or name a version" in body["detail"]
+    assert_problem(api.get(f"{WS}/environments/never/versions/latest"), 404, "is not registered")
