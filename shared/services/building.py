@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from shared.domain.builds import BuildRecord, BuildRequest, BuildStatus, RunState, RunStatus, immutable_tag
 from shared.domain.context import ContextSource
 from shared.domain.dockerfile import base_images
-from shared.domain.errors import BuildFailed, EnvhubError, RegistryUnavailable, StaleRecord
+from shared.domain.errors import BuildFailed, EnvhubError, RegistryUnavailable
 from shared.domain.images import environment_image, parse_image
 from shared.domain.plans import BuildPlan, GeneratedContext
 from shared.domain.templates import resolution_line
 from shared.ports import Builder, BuildStore, QueueMessage, QueueSender, Registry
+from shared.services import optimistic
 from shared.services.contexts import ContextService
 from shared.services.templates import TemplateResolver
 
@@ -252,18 +253,8 @@ class BuildService:
 
     def _change(self, build_id: str, changes: Callable[[BuildRecord], dict[str, object] | None]) -> BuildRecord | None:
         """Read-modify-write under the store's optimistic concurrency; `changes` returns None to give up."""
-        for _ in range(MAX_CAS_ATTEMPTS):
-            current = self.builds.get(build_id)
-            if current is None:
-                return None
-            update = changes(current)
-            if update is None:
-                return None
-            try:
-                return self.builds.update(current.model_copy(update=update))
-            except StaleRecord:
-                continue
-        raise StaleRecord(f"build {build_id} kept changing under this handler", where=build_id)
+        return optimistic.change(f"build {build_id}", lambda: self.builds.get(build_id), self.builds.update, changes,
+                                 attempts=MAX_CAS_ATTEMPTS)
 
     def _cancel_run(self, build: BuildRecord) -> None:
         try:

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from shared.domain import tags
-from shared.domain.errors import NotFound, RegistryUnavailable, StaleRecord
+from shared.domain.errors import NotFound, RegistryUnavailable
 from shared.domain.images import ImageRef
 from shared.domain.patching import base_use
 from shared.domain.records import EnvironmentRecord
 from shared.domain.scans import RefFacts, Scan, ScanRequest, ScanStatus, Trigger
 from shared.ports import CuratedCatalog, EnvironmentStore, Page, QueueMessage, QueueSender, Registry, ScanStore
+from shared.services import optimistic
 from shared.services.scan_conclusions import Concluder
 
 log = logging.getLogger(__name__)
@@ -175,15 +176,5 @@ class ScanService:
         return finished
 
     def _change(self, scan_id: str, changes: Callable[[Scan], dict[str, object] | None]) -> Scan | None:
-        for _ in range(MAX_CAS_ATTEMPTS):
-            current = self.scans.get_scan(scan_id)
-            if current is None:
-                return None
-            update = changes(current)
-            if update is None:
-                return None
-            try:
-                return self.scans.update_scan(current.model_copy(update=update))
-            except StaleRecord:
-                continue
-        raise StaleRecord(f"scan {scan_id} kept changing under this handler", where=scan_id)
+        return optimistic.change(f"scan {scan_id}", lambda: self.scans.get_scan(scan_id), self.scans.update_scan,
+                                 changes, attempts=MAX_CAS_ATTEMPTS)

@@ -14,36 +14,14 @@ from fastapi.testclient import TestClient
 
 from functions.http_api import create_app
 from shared.bootstrap import Services, build_services
-from shared.domain.errors import RegistryUnavailable
-from shared.domain.images import ImageRef
 from shared.domain.scans import Deployment
 from shared.settings import Settings
+from tests.fakes.registry import FakeRegistry
 
 WS = "/api/workspaces/team"
 CONDA = {"channels": ["conda-forge"], "dependencies": ["python=3.11", {"pip": ["scikit-learn"]}]}
 USER_IMAGE = "reg:5000/team/app:1"
 DIGEST_A, DIGEST_B, DIGEST_C = ("sha256:" + c * 64 for c in "abc")
-
-
-class FakeRegistry:
-    """Manifests by reference; `down` makes every request an outage."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, str] = {}
-        self.down = False
-
-    def head(self, ref: ImageRef) -> str | None:
-        if self.down:
-            raise RegistryUnavailable("down", where=str(ref))
-        return self.images.get(str(ref))
-
-    def tags(self, registry: str, repository: str) -> list[str]:
-        return []
-
-    def created(self, ref: ImageRef) -> datetime | None:
-        return None
-
-    def check(self) -> None: ...
 
 
 @dataclass
@@ -61,7 +39,7 @@ class Api:
     def built(self, name: str, version: str, digest: str) -> None:
         """Put the environment's image in the registry, as a finished build would."""
         record = self.services.environments.get(workspace="team", name=name, version=version)
-        self.registry.images[str(self.services.images.target(record))] = digest
+        self.registry.push(self.services.images.target(record), digest)
 
     def put(self, name: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
         response = self.client.put(f"{WS}/deployments/{name}", json=body)
@@ -108,7 +86,7 @@ def test_set_without_a_digest_records_the_current_image(api: Api) -> None:
 
 def test_a_user_image_deployment_records_that_images_digest(api: Api) -> None:
     api.register("byo", {"image": USER_IMAGE})
-    api.registry.images[USER_IMAGE] = DIGEST_C
+    api.registry.push(USER_IMAGE, DIGEST_C)
     assert api.put("batch-job", {"environment": "byo:1", "kind": "batch"}, 201)["image_digest"] == DIGEST_C
 
 
@@ -117,8 +95,7 @@ def test_a_given_digest_is_kept_and_the_image_need_not_exist(api: Api) -> None:
     api.built("train", "1", DIGEST_A)
     body = api.put("web", {"environment": "train:1", "image_digest": DIGEST_C, "kind": "batch"}, 201)
     assert body["image_digest"] == DIGEST_C and body["kind"] == "batch"
-    api.registry.images.clear()
-    api.registry.down = True  # not asked at all
+    api.registry.down |= {"reg:5000", "docker.io"}  # not asked at all
     assert api.put("web2", {"environment": "train:1", "image_digest": DIGEST_B}, 201)["image_digest"] == DIGEST_B
 
 
@@ -150,7 +127,7 @@ def test_an_image_not_built_yet_is_a_409_problem(api: Api) -> None:
                           "image does not exist yet", "image_digest", where="image_digest")
     assert body["type"] == "urn:envhub:problem:image-not-built"
     assert_problem(api.client.get(f"{WS}/deployments/web"), 404)  # nothing was stored
-    api.registry.down = True
+    api.registry.down |= {"reg:5000", "docker.io"}
     assert_problem(api.client.put(f"{WS}/deployments/web", json={"environment": "train:1"}), 503)
 
 
