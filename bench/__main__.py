@@ -1,9 +1,11 @@
-"""`python -m bench`: run every benchmark and print one table of ratios against same-run baselines."""
+"""`python -m bench [name ...]`: run every benchmark (or those named) and print one table of ratios against
+same-run baselines."""
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -11,8 +13,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import context_hashing, cosmos_operations, http_registrations, image_cache, patch_scan
+from bench import context_hashing, cosmos_operations, http_registrations, image_cache, load, patch_scan
 from bench.timing import Row
+
+BENCHMARKS = ("hashing", "http", "images", "cosmos", "scan", "load")  # names for the command line, in run order
 
 
 def machine() -> str:
@@ -46,49 +50,73 @@ def operations_table(costs: list[cosmos_operations.Cost]) -> Table:
     return out
 
 
-def main() -> None:
-    """Run the suite in one temporary folder, removed at the end whatever happens."""
+def main(argv: list[str] | None = None) -> None:
+    """Run the suite (or the benchmarks named on the command line) in one temporary folder, removed at the end
+    whatever happens."""
+    wanted = selected(sys.argv[1:] if argv is None else argv)
     console = Console()
     if not console.is_terminal:  # rich falls back to 80 columns when piped, which wraps every row
         console = Console(width=120)
     started = time.perf_counter()
+    rows: list[Row] = []
+    notes: list[str] = []
+    costs: list[cosmos_operations.Cost] = []
     with tempfile.TemporaryDirectory(prefix="envhub-bench-") as tmp:
         root = Path(tmp)
-        (root / "hashing").mkdir()
-        (root / "http").mkdir()
-        (root / "images").mkdir()
-        (root / "cosmos").mkdir()
-        (root / "scan").mkdir()
-        console.print("hashing a generated build context ...")
-        summary, rows = context_hashing.run(root / "hashing")
-        console.print("registering over HTTP ...")
-        rows += http_registrations.run(root / "http")
-        absent = image_cache.missing()
-        if absent:
-            console.print(f"skipping the image-cache benchmark: {', '.join(absent)} not installed "
-                          "(`make test` installs them with apt)", highlight=False)
-        else:
-            console.print("ensuring images against a local registry, building with buildah ...")
-            rows += image_cache.run(root / "images")
-        costs: list[cosmos_operations.Cost] = []
-        if cosmos_operations.missing():
-            console.print(f"skipping the Cosmos-mode benchmark: {', '.join(cosmos_operations.missing())}")
-        else:
-            console.print("counting store and queue operations in Cosmos mode (emulators) ...")
-            costs, cosmos_rows = cosmos_operations.run(root / "cosmos")
-            rows += cosmos_rows
-        console.print("scanning base repositories on a recording stand-in registry ...")
-        rows += patch_scan.run(root / "scan")
+        for name in wanted:
+            (root / name).mkdir()
+        if "hashing" in wanted:
+            console.print("hashing a generated build context ...")
+            summary, hashing_rows = context_hashing.run(root / "hashing")
+            rows += hashing_rows
+            notes.append(f"{summary}; best of {context_hashing.REPEATS} interleaved runs")
+        if "http" in wanted:
+            console.print("registering over HTTP ...")
+            rows += http_registrations.run(root / "http")
+            notes.append(f"{http_registrations.REQUESTS} requests per HTTP side; best of "
+                         f"{http_registrations.REPEATS} interleaved runs")
+        if "images" in wanted:
+            if absent := image_cache.missing():
+                console.print(f"skipping the image-cache benchmark: {', '.join(absent)} not installed "
+                              "(`make test` installs them with apt)", highlight=False)
+            else:
+                console.print("ensuring images against a local registry, building with buildah ...")
+                rows += image_cache.run(root / "images")
+                notes.append(f"{image_cache.HITS} ensure-image hits vs HEADs, best of {image_cache.HIT_REPEATS}; "
+                             f"builds best of {image_cache.BUILD_REPEATS}")
+        if "cosmos" in wanted:
+            if cosmos_operations.missing():
+                console.print(f"skipping the Cosmos-mode benchmark: {', '.join(cosmos_operations.missing())}")
+            else:
+                console.print("counting store and queue operations in Cosmos mode (emulators) ...")
+                costs, cosmos_rows = cosmos_operations.run(root / "cosmos")
+                rows += cosmos_rows
+        if "scan" in wanted:
+            console.print("scanning base repositories on a recording stand-in registry ...")
+            rows += patch_scan.run(root / "scan")
+            notes.append(f"{patch_scan.SHAPE}; requests counted by the stand-in")
+        if "load" in wanted:
+            if absent := load.missing():
+                console.print(f"skipping the load benchmark: {', '.join(absent)} not installed", highlight=False)
+            else:
+                console.print("load run: registrations, cache-hit ensures, a stalled registry ...")
+                rows += load.run(root / "load", note=lambda text: console.print(text, highlight=False))
+                notes.append(load.SHAPE)
     console.print(machine(), highlight=False)
-    console.print(f"{summary}; {http_registrations.REQUESTS} requests per HTTP side; best of "
-                  f"{context_hashing.REPEATS} / {http_registrations.REPEATS} interleaved runs; "
-                  f"{image_cache.HITS} ensure-image hits vs HEADs, best of {image_cache.HIT_REPEATS}; "
-                  f"builds best of {image_cache.BUILD_REPEATS}; "
-                  f"suite took {time.perf_counter() - started:.0f}s", highlight=False)
-    console.print(f"{patch_scan.SHAPE}; requests counted by the stand-in", highlight=False)
+    for note in notes:
+        console.print(note, highlight=False)
+    console.print(f"suite took {time.perf_counter() - started:.0f}s", highlight=False)
     console.print(table(rows))
     if costs:
         console.print(operations_table(costs))
+
+
+def selected(names: list[str]) -> list[str]:
+    """The benchmarks to run, in the suite's order: those named, or all of them."""
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"no benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    return [name for name in BENCHMARKS if name in names or not names]
 
 
 if __name__ == "__main__":

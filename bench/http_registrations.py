@@ -87,9 +87,9 @@ def run(root: Path) -> list[Row]:
     """Serve from a fresh data folder under `root` and time both routes, sequentially and with THREADS clients."""
     data_dir = root / "data"
     with ExitStack() as stack:
-        base = stack.enter_context(server(data_dir))
-        load = Load(base)
-        clients = [stack.enter_context(httpx.Client(timeout=30.0)) for _ in range(THREADS)]
+        served = stack.enter_context(server(data_dir))
+        load = Load(served.base)
+        clients = [stack.enter_context(served.client(timeout=30.0)) for _ in range(THREADS)]
         for _ in range(WARMUP):  # first requests pay for lazy imports and the SQLite connection: keep them out
             load.health(clients[0])
             load.register(clients[0])

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench.server import free_port, server
+from bench.server import Served, free_port, server
 from bench.timing import Row, best_of
 from shared.adapters.buildah import BuildahBuilder
 from shared.adapters.buildah_cli import Buildah
@@ -78,7 +78,7 @@ def registry(folder: Path) -> Iterator[LocalRegistry]:
         running.stop()
 
 
-def server_on(data_dir: Path, registry_host: str) -> AbstractContextManager[str]:
+def server_on(data_dir: Path, registry_host: str) -> AbstractContextManager[Served]:
     """envhub using `registry_host` for images and for FROM lines without a host."""
     return server(data_dir, {"ENVHUB_REGISTRY": registry_host, "ENVHUB_INSECURE_REGISTRIES": registry_host,
                              "ENVHUB_UNQUALIFIED_REGISTRY": registry_host})
@@ -184,10 +184,10 @@ def run(root: Path) -> list[Row]:
     """Registry and server under `root`; time cache hits against HEADs, and a build against bare buildah."""
     with ExitStack() as stack:
         reg = stack.enter_context(registry(root))
-        base = stack.enter_context(server_on(root / "data", reg.host))
-        client = stack.enter_context(httpx.Client(timeout=30.0))
+        served = stack.enter_context(server_on(root / "data", reg.host))
+        client = stack.enter_context(served.client(timeout=30.0))
         registry_client = stack.enter_context(httpx.Client(timeout=30.0))
-        api = Api(client, base)
+        api = Api(client, served.base)
 
         record = api.register("cached", "x")
         api.wait(api.ensure("cached", 202)["build_id"])

@@ -9,13 +9,34 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 REPO = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "admin-token"  # the file `envhub serve` writes into its data folder
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running server: its /api URL, the admin token it wrote, and its own registry's host:port."""
+
+    base: str
+    token: str
+    registry_host: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header every route but health needs."""
+        return {"authorization": f"Bearer {self.token}"}
+
+    def client(self, **options: Any) -> httpx.Client:
+        """A keep-alive client sending the admin token."""
+        return httpx.Client(headers=self.headers, **options)
 
 
 def free_port() -> int:
@@ -27,21 +48,24 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """`envhub serve` in its own process (so the client's threads do not share its GIL); yields its /api URL.
+def server(data_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """`envhub serve` in its own process (so the client's threads do not share its GIL), once it answers.
     Without ENVHUB_REGISTRY in `env` it runs its own registry, on a port of its own."""
-    port = free_port()
+    port, registry_port = free_port(), free_port()
     log_path = data_dir.parent / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     # The console script's own module, run with this interpreter: the same code as .venv/bin/envhub.
     command = [sys.executable, "-m", "cli.main", "serve", "--host", HOST, "--port", str(port),
-               "--data-dir", str(data_dir), "--registry-port", str(free_port())]
+               "--data-dir", str(data_dir), "--registry-port", str(registry_port)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log,
                                    stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}/api"
     try:
         _wait_ready(process, base, log_path)
-        yield base
+        # Written before uvicorn starts listening, so it is there once the server answers.
+        token = (data_dir / ADMIN_TOKEN).read_text().strip()
+        yield Served(base, token, (env or {}).get("ENVHUB_REGISTRY") or f"{HOST}:{registry_port}")
     finally:
         process.terminate()  # SIGTERM: uvicorn shuts down cleanly
         try:

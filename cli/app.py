@@ -52,7 +52,9 @@ def api(call: Any, *args: Any, **kwargs: Any) -> Any:
 def explain(error: ApiError | Unreachable | BadResponse) -> NoReturn:
     """A client failure as one line: exit 2 for what the service refused, 3 when unreachable, else 1."""
     if isinstance(error, ApiError):
-        fail(f"error ({error.status}): {error.detail}", 2 if error.status < 500 else 1)
+        hint = (" (set ENVHUB_TOKEN to a token from `envhub token create`; on the machine running `envhub serve`, "
+                "ENVHUB_DATA_DIR to its data folder)") if error.status == 401 else ""
+        fail(f"error ({error.status}): {error.detail}{hint}", 2 if error.status < 500 else 1)
     fail(str(error), 3 if isinstance(error, Unreachable) else 1)
 
 

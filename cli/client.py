@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,7 +63,16 @@ class Client:
         root, self.assumed_scheme = service_url(url)
         self.base = root + "/api"
         self.workspace = workspace
-        self.http = httpx.Client(timeout=timeout)
+        token = bearer_token(root)
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        try:
+            verify = verification(root)
+        except (OSError, ssl.SSLError) as error:  # said on the first call, where failures become one line
+            self.broken: str | None = f"cannot use the CA certificates for {root}: {error}"
+            verify = True
+        else:
+            self.broken = None
+        self.http = httpx.Client(timeout=timeout, headers=headers, verify=verify)
 
     def ws(self, path: str) -> str:
         """A URL inside the workspace."""
@@ -73,12 +85,15 @@ class Client:
         following it would resend (or drop) the body.
         """
         method = method.upper()
+        if self.broken:
+            raise Unreachable(self.broken)
         try:
             response = self.http.request(method, url, follow_redirects=method in SAFE_METHODS, **kwargs)
         except httpx.TransportError as error:
             assumed = " (no scheme was given, so http:// was assumed)" if self.assumed_scheme else ""
+            hint = UNTRUSTED if _untrusted(error) else "is `envhub serve` running?"
             raise Unreachable(f"cannot reach envhub at {self.base}{assumed} ({error or type(error).__name__}); "
-                              "is `envhub serve` running?") from error
+                              f"{hint}") from error
         except httpx.HTTPError as error:  # too many redirects, a decoding failure, ...
             raise BadResponse(f"envhub at {self.base}: {method} {url} failed: {error or type(error).__name__}") \
                 from error
@@ -115,6 +130,60 @@ class Client:
         else:
             result = self.call("PUT", self.ws(f"/environments/{name}/versions/{version}"), json=document)
         return result
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def bearer_token(url: str) -> str | None:
+    """ENVHUB_TOKEN; else, for a service on this machine, the admin token `envhub serve` wrote into its data
+    folder (ENVHUB_DATA_DIR, `.envhub` by default)."""
+    token = os.environ.get("ENVHUB_TOKEN", "").strip()
+    if token:
+        return token
+    if httpx.URL(url).host not in LOOPBACK:
+        return None
+    kept = Path(os.environ.get("ENVHUB_DATA_DIR", ".envhub")) / "admin-token"
+    try:
+        return kept.read_text().strip() or None
+    except OSError:
+        return None
+
+
+LOCAL_CA = Path("tls", "ca.pem")  # as shared/adapters/local_tls.py keeps it (not imported: cryptography is slow)
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")  # httpx reads these itself
+UNTRUSTED = ("its certificate is not trusted: set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to the CA `envhub serve "
+             "--tls` printed, or on that machine ENVHUB_DATA_DIR to its data folder")
+
+
+def verification(url: str) -> ssl.SSLContext | bool:
+    """How to verify the service's certificate (never not at all): the CAs the user set (SSL_CERT_FILE or
+    SSL_CERT_DIR as httpx reads them, else REQUESTS_CA_BUNDLE as the Azure SDK does) or the default ones; for
+    https on this machine, also the CA `envhub serve --tls` keeps in ENVHUB_DATA_DIR (`.envhub` by default)."""
+    parsed = httpx.URL(url)
+    local = Path(os.environ.get("ENVHUB_DATA_DIR", ".envhub")) / LOCAL_CA
+    ours = parsed.scheme == "https" and parsed.host in LOOPBACK and local.is_file()
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE", "").strip()
+    if bundle and not any(os.environ.get(name) for name in CA_VARIABLES):
+        context = ssl.create_default_context(cafile=bundle)
+    elif ours:
+        context = httpx.create_ssl_context()  # what verify=True means
+    else:
+        return True
+    if ours:
+        # Added, not instead: machines often set SSL_CERT_FILE to the system bundle for everything.
+        context.load_verify_locations(cafile=local)
+    return context
+
+
+def _untrusted(error: BaseException) -> bool:
+    """Whether a failure came from verifying the service's certificate (httpx wraps httpcore wraps ssl)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _describe(item: Any) -> str:

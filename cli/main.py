@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cli import builds, deployments, environments, scans  # noqa: F401  (their commands register on the app)
+from cli import builds, deployments, environments, scans, tokens  # noqa: F401  (their commands register on the app)
 from cli.app import app, err, fail
+from shared.domain.errors import EnvhubError
 
 __all__ = ["app", "main"]
-from shared.domain.errors import EnvhubError
+ADMIN_TOKEN = "admin-token"  # noqa: S105 -- the file's name, not a secret
 
 
 @app.command()
@@ -26,6 +27,9 @@ def serve(
     emulators: Annotated[bool, typer.Option(
         "--emulators", help="Run the Azure home's adapters (Cosmos DB, Storage queues, Blob Storage) against "
                             "local emulators started as children; builds still use buildah.")] = False,
+    tls: Annotated[bool, typer.Option(
+        "--tls", envvar="ENVHUB_TLS", help="Serve https with a certificate signed by a local CA kept in "
+                                           "<data-dir>/tls (Azure ML's SDK sends tokens only over https).")] = False,
 ) -> None:
     """Run the local service: the HTTP API under /api, data under --data-dir."""
     import uvicorn
@@ -49,12 +53,33 @@ def serve(
                 settings = stack.enter_context(emulated(settings))
             services = build_services(settings)
             stack.enter_context(local_stack(services))
+            if settings.auth == "tokens":
+                services.access.admin_token(settings.data_dir / ADMIN_TOKEN)
+                err.print(f"admin token in {data_dir / ADMIN_TOKEN} (mode 0600); the CLI on this machine reads it "
+                          "when ENVHUB_DATA_DIR names that folder, others need ENVHUB_TOKEN (`envhub token create`)")
+            certfile, keyfile = _tls_files(settings.data_dir, host, port) if tls else (None, None)
+            scheme = "https" if tls else "http"
             mode = "emulators (Cosmos DB, Azurite)" if settings.emulators else "SQLite"
-            err.print(f"envhub serving on http://{host}:{port}/api (docs at /api/docs), data in {data_dir}, "
+            err.print(f"envhub serving on {scheme}://{host}:{port}/api (docs at /api/docs), data in {data_dir}, "
                       f"store {mode}, registry {settings.registry_host}")
-            uvicorn.run(create_app(services), host=host, port=port, log_level=settings.log_level.lower())
+            uvicorn.run(create_app(services), host=host, port=port, log_level=settings.log_level.lower(),
+                        ssl_certfile=certfile, ssl_keyfile=keyfile)
     except (EnvhubError, ValidationError) as error:
         fail(f"envhub cannot start: {error}", 1)
+
+
+def _tls_files(data_dir: Path, host: str, port: int) -> tuple[str, str]:
+    """The server certificate and key `envhub serve --tls` keeps (made when due); prints which CA to trust."""
+    from shared.adapters.local_tls import ensure
+
+    try:
+        files = ensure(data_dir, host)
+    except OSError as error:
+        fail(f"envhub cannot start: cannot keep its TLS certificate under {data_dir / 'tls'}: {error}", 1)
+    # A new CA is worth saying: whoever trusted the previous one must trust this one instead.
+    new = " (a new CA)" if files.new_ca else ""
+    err.print(f"trust {files.ca} (REQUESTS_CA_BUNDLE) for https://{host}:{port}{new}", markup=False)
+    return str(files.certificate), str(files.key)
 
 
 def main() -> None:

@@ -55,6 +55,12 @@ param principalId string = ''
 @description('User or ServicePrincipal; azd fills this in. Empty means User.')
 param principalType string = ''
 
+@description('Client id of the Entra ID app registration that signs callers in (see infra/README.md).')
+param authClientId string
+
+@description('Entra ID group object ids mapped to envhub grants: {"<group id>": "admin" | "<role>@<workspace>"}.')
+param entraGroups object = {}
+
 @description('NCRONTAB (six fields, seconds first, UTC) of the patch scan. The default runs on days 1, 15 and 29 at 03:00, at least once in every 14-day window.')
 param patchScanSchedule string = '0 0 3 */14 * *'
 
@@ -143,6 +149,9 @@ module cosmos './app/cosmos.bicep' = {
       { name: 'scans', partitionKeyPath: '/pk' }
       { name: 'findings', partitionKeyPath: '/workspace' }
       { name: 'tags', partitionKeyPath: '/repository' }
+      // Who may call (bearer tokens, one partition) and what they changed (per workspace).
+      { name: 'tokens', partitionKeyPath: '/pk' }
+      { name: 'audit', partitionKeyPath: '/workspace' }
     ]
   }
 }
@@ -180,6 +189,9 @@ var envhubSettings = {
   ENVHUB_BUILD_CHECK_MAX_SECONDS: '60'
   ENVHUB_BUILD_STALE_SECONDS: '900'
   ENVHUB_SCAN_QUEUE: scanQueueName
+  // Callers sign in with Entra ID through App Service Authentication (api.bicep); roles from app roles or groups.
+  ENVHUB_AUTH: 'entra'
+  ENVHUB_ENTRA_GROUPS: string(entraGroups)
   // The daily garbage timer removes build-context blobs no manifest names (refused uploads) after a day.
   ENVHUB_CONTEXT_GC_HOURS: '24'
   // Read by the patch scan's timer trigger (%PATCH_SCAN_SCHEDULE%) and by envhub itself.
@@ -202,6 +214,7 @@ module api './app/api.bicep' = {
     identityClientId: identity.outputs.clientId
     runtimeName: 'python'
     runtimeVersion: '3.11'
+    authClientId: authClientId
     appSettings: union(envhubSettings, {
       // The Azure SDK's DefaultAzureCredential needs this to pick the user-assigned identity.
       AZURE_CLIENT_ID: identity.outputs.clientId

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from shared import factories
 from shared.adapters.curated_folder import FolderCatalog
 from shared.adapters.pip_index import PipIndex
-from shared.ports import CuratedCatalog, Probe, QueueConsumer, QueueMessage, Registry
+from shared.health import HealthMonitor
+from shared.ports import CuratedCatalog, QueueConsumer, QueueMessage, Registry
+from shared.services.access import AccessService
 from shared.services.building import BuildPolicy, BuildService
 from shared.services.contexts import ContextService, Limits
 from shared.services.deployments import DeploymentService
@@ -24,8 +25,6 @@ from shared.services.scan_conclusions import Concluder, RebuildPolicy
 from shared.services.scanning import ScanService
 from shared.services.templates import TemplateResolver
 from shared.settings import Settings
-
-HEALTH_TIMEOUT = 5.0  # seconds a port may take to answer /api/health
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class Services:
     deployments: DeploymentService
     scanning: ScanService
     findings: FindingService
+    access: AccessService
     ports: dict[str, PortInfo] = field(default_factory=dict)
     # Each queue's receiving side and its handlers, for a local consumer (in Azure the queue triggers consume).
     consumers: dict[str, Consumer] = field(default_factory=dict)
@@ -71,30 +71,17 @@ class Services:
         return None if build is None else build.queue
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Each port's adapter kind and whether its backend answers, probed in parallel."""
-        with ThreadPoolExecutor(max_workers=len(self.ports) or 1) as pool:
-            futures = {name: pool.submit(_probe, info.adapter) for name, info in self.ports.items()}
-            report: dict[str, dict[str, Any]] = {}
-            for name, future in futures.items():
-                try:
-                    error = future.result(timeout=HEALTH_TIMEOUT)
-                except FutureTimeout:
-                    error = f"no answer within {HEALTH_TIMEOUT:.0f} s"
-                entry: dict[str, Any] = {"kind": self.ports[name].kind, "ok": error is None}
-                if name == "registry":
-                    entry["host"] = self.settings.registry_host  # where environment images live
-                if error is not None:
-                    entry["error"] = error
-                report[name] = entry
-        return report
+        """Each port's adapter kind and whether its backend answers (a report at most a second or so old)."""
+        return self.monitor.report()
 
+    @cached_property
+    def monitor(self) -> HealthMonitor:
+        """The ports' health, probed at most once a second whatever the request rate."""
+        return HealthMonitor(self.ports, annotate=self._annotate)
 
-def _probe(adapter: Probe) -> str | None:
-    try:
-        adapter.check()
-    except Exception as error:  # the probe reports any failure; it never raises into the route
-        return f"{type(error).__name__}: {error}"
-    return None
+    def _annotate(self, port: str, entry: dict[str, Any]) -> None:
+        if port == "registry":
+            entry["host"] = self.settings.registry_host  # where environment images live
 
 
 def build_services(settings: Settings, **overrides: Any) -> Services:
@@ -114,7 +101,8 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     contexts = ContextService(store=adapter["contexts"], limits=Limits(
         max_expanded_bytes=settings.max_context_bytes, max_files=settings.max_context_files))
     catalog = overrides.get("catalog") or FolderCatalog.load(settings.curated_dir, adapter["contexts"])
-    environments = EnvironmentService(store=adapter["store"], contexts=contexts, catalog=catalog)
+    environments = EnvironmentService(store=adapter["store"], contexts=contexts, catalog=catalog,
+                                      allowed=settings.allowed)
     jobs = JobService(store=adapter["store"], environments=environments)
     building = BuildService(
         builds=adapter["builds"], contexts=contexts, registry=adapter["registry"], builder=adapter["builder"],
@@ -142,4 +130,5 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     return Services(settings=settings, environments=environments, contexts=contexts, jobs=jobs, images=images,
                     building=building, registry=adapter["registry"], catalog=catalog, ports=ports,
                     consumers=consumers, deployments=deployments, scanning=scanning,
-                    findings=FindingService(scans=adapter["scans"]))
+                    findings=FindingService(scans=adapter["scans"]),
+                    access=AccessService(tokens=adapter["tokens"], audit=adapter["audit"]))

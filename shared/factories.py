@@ -87,7 +87,8 @@ def buildah(settings: Settings) -> Any:
     from shared.adapters.buildah import BuildahBuilder
 
     return BuildahBuilder(settings.data_dir / "buildah", insecure_registries=settings.insecure,
-                          unqualified_registry=settings.default_registry, parallel=settings.build_parallel)
+                          unqualified_registry=settings.default_registry, parallel=settings.build_parallel,
+                          allowed=settings.allowed)
 
 
 def acr_tasks(settings: Settings) -> Any:
@@ -118,6 +119,30 @@ def cosmos_scans(settings: Settings) -> Any:
     from shared.adapters.cosmos_scans import CosmosScanStore
 
     return CosmosScanStore(cosmos_database(settings))
+
+
+def sqlite_tokens(settings: Settings) -> Any:
+    from shared.adapters.sqlite_access import SqliteTokenStore
+
+    return SqliteTokenStore(sqlite_database(settings))
+
+
+def cosmos_tokens(settings: Settings) -> Any:
+    from shared.adapters.cosmos_access import CosmosTokenStore
+
+    return CosmosTokenStore(cosmos_database(settings))
+
+
+def sqlite_audit(settings: Settings) -> Any:
+    from shared.adapters.sqlite_access import SqliteAuditLog
+
+    return SqliteAuditLog(sqlite_database(settings))
+
+
+def cosmos_audit(settings: Settings) -> Any:
+    from shared.adapters.cosmos_access import CosmosAuditLog
+
+    return CosmosAuditLog(cosmos_database(settings))
 
 
 def sqlite_scan_queue(settings: Settings) -> Any:
@@ -179,6 +204,8 @@ FACTORIES: dict[str, tuple[str, dict[str, Callable[[Settings], Any]]]] = {
     "deployments": ("store", {"sqlite": sqlite_deployments, "cosmos": cosmos_deployments}),
     "scans": ("store", {"sqlite": sqlite_scans, "cosmos": cosmos_scans}),
     "scan_queue": ("queue", {"sqlite": sqlite_scan_queue, "storage": storage_scan_queue}),
+    "tokens": ("store", {"sqlite": sqlite_tokens, "cosmos": cosmos_tokens}),
+    "audit": ("store", {"sqlite": sqlite_audit, "cosmos": cosmos_audit}),
     "notifier": ("notifier_kind", {"none": no_notifier, "webhook": webhook}),
 }
 

@@ -124,7 +124,7 @@ def seed(services: Services) -> None:
         log.warning("buildah is not installed; %s is not seeded", target)
         return
     buildah = Buildah(settings.data_dir / "buildah", insecure_registries=settings.insecure,
-                      unqualified_registry=settings.default_registry)
+                      unqualified_registry=settings.default_registry, allowed=settings.allowed)
     try:
         digest = seed_busybox(buildah, target)
         log.info("seeded %s (%s)", target, digest)

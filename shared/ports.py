@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
+from shared.domain.access import AuditEntry, TokenRecord
 from shared.domain.builds import BuildRecord, RunStatus
 from shared.domain.context import ContextManifest
 from shared.domain.context import ContextSource as ContextSource  # a port, defined in the domain
 from shared.domain.images import ImageRef
 from shared.domain.plans import BuildPlan
-from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.domain.records import Container, EnvironmentRecord, JobRecord
 from shared.domain.scans import Deployment, Finding, FindingStatus, Scan
 
 
@@ -60,11 +61,28 @@ class EnvironmentStore(Probe, Protocol):
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
         """Archive or restore a version; None when it does not exist."""
 
+    def update_version(self, record: EnvironmentRecord) -> EnvironmentRecord | None:
+        """Give the stored version of `record`'s workspace, name and version `record`'s description, tags,
+        properties and archived flag (nothing else changes) and return it; None when it does not exist."""
+
+    def container(self, workspace: str, name: str) -> Container | None:
+        """A name's container: its newest version, next integer version and whether all are archived; None when
+        the name has no version."""
+
+    def containers(self, workspace: str, *, archived: bool | None, top: int,
+                   cursor: str | None) -> Page[Container]:
+        """The containers of the names with a version that is not anonymous, ordered by name: every one
+        (`archived` None), those with a live version (False), or those whose versions are all archived (True)."""
+
     def insert_job(self, job: JobRecord) -> bool:
         """Record a submitted job unless its id is taken; True when recorded."""
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         """One job."""
+
+    def has_hash(self, workspace: str, hash_hex: str) -> bool:
+        """Whether any version in the workspace (anonymous and archived included) has this hash."""
+        ...
 
     def each_version(self) -> Iterator[EnvironmentRecord]:
         """Every version of every workspace, archived and anonymous included: the patch scan's input (not a
@@ -93,8 +111,14 @@ class ContextStore(Probe, Protocol):
     def has_blob(self, sha256: str) -> bool:
         """Whether a blob is stored."""
 
-    def delete_blob(self, sha256: str) -> None:
-        """Remove a blob; a missing one (or a malformed name) is no error."""
+    def delete_blob(self, sha256: str, *, unless_written_after: datetime | None = None) -> bool:
+        """Remove a blob, and say whether it was; a missing one (or a malformed name) is no error. With
+        `unless_written_after`, keep it when it was written (or touched) after that time: the garbage collector's
+        check and delete are one."""
+
+    def touch_blob(self, sha256: str) -> bool:
+        """Mark an existing blob as just written, so an upload reusing it is safe from the garbage collector;
+        False when there is no such blob."""
 
     def blobs(self) -> Iterator[tuple[str, datetime]]:
         """Every stored blob: its sha256 and when it was last written (UTC)."""
@@ -281,3 +305,31 @@ class Notifier(Probe, Protocol):
 
     def notify(self, report: dict[str, Any]) -> None:
         """Deliver a report; raises (after retries) when it could not be delivered."""
+
+
+class TokenStore(Probe, Protocol):
+    """Bearer tokens, by the hash of their secret; revoked ones stay listed."""
+
+    def add(self, token: TokenRecord) -> None:
+        ...
+
+    def get(self, token_id: str) -> TokenRecord | None:
+        ...
+
+    def list_tokens(self, workspace: str | None) -> list[TokenRecord]:
+        """Tokens of one workspace (None: every token), oldest first."""
+        ...
+
+    def revoke(self, token_id: str, at: datetime) -> TokenRecord | None:
+        """Mark a token revoked (once; a second revoke keeps the first time); None when there is none."""
+        ...
+
+
+class AuditLog(Probe, Protocol):
+    """Every change made through envhub, appended, newest first when read."""
+
+    def append(self, entry: AuditEntry) -> None:
+        ...
+
+    def entries(self, workspace: str, *, top: int, cursor: str | None) -> Page[AuditEntry]:
+        ...

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.images import DOCKER_HUB
+from shared.domain.outbound import ALLOWLIST_SETTING, Allowlist, ip_literal, split_host
 from shared.domain.schedule import DEFAULT_SCAN_SCHEDULE, parse_schedule
 
 EMULATOR_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -59,7 +60,9 @@ class Settings(BaseSettings):
     registry: str | None = None
     registry_kind: Literal["oci", "acr"] = "oci"
     registry_port: int = 5000
-    insecure_registries: str = ""  # comma-separated hosts reached over plain http
+    # Comma-separated registries reached over plain http without TLS: loopback IP literals only (127.0.0.1:5001);
+    # the local registry is always one. Anything else is refused at start-up: TLS is verified everywhere else.
+    insecure_registries: str = ""
     unqualified_registry: str | None = None  # where `FROM name` goes; the local registry when it runs
 
     # The builder: buildah on this machine, or ACR Tasks (serverless, or a workspace's agent pool).
@@ -81,7 +84,22 @@ class Settings(BaseSettings):
     scan_webhook_format: Literal["json", "teams"] = "json"
     auto_rebuild: bool = True  # rebuild at once when a mutable base moved
     rebuild_policy: dict[str, bool] = {}  # per workspace, overriding auto_rebuild
-    allowed_registries: str | None = None  # comma-separated hosts the scan may ask; unset: any
+    # The registries envhub, its scan and its builds may contact, comma-separated host[:port] or `*.suffix`;
+    # unset: mcr.microsoft.com, docker.io, nvcr.io, ghcr.io; `*`: any at a public address. The workspace's own
+    # registry (and ENVHUB_UNQUALIFIED_REGISTRY) are always on it. References off it are refused when registered.
+    allowed_registries: str | None = None
+
+    # Who may call: bearer tokens envhub issues (stored hashed), or Entra ID through App Service Authentication
+    # (X-MS-CLIENT-PRINCIPAL, trusted only in that mode). Roles come from app roles `envhub.admin` and
+    # `envhub.<role>@<workspace>`, or from group object ids mapped here to `admin` or `<role>@<workspace>`.
+    auth: Literal["tokens", "entra"] = "tokens"
+    entra_groups: dict[str, str] = {}
+
+    # Azure ML's SDK (ARM routes under /api/subscriptions/...): the subscription and resource group its MLClient
+    # must name (unset: any is accepted and ignored; the workspace is envhub's), and the page size of its lists.
+    arm_subscription: str | None = None
+    arm_resource_group: str | None = None
+    arm_page_size: int = Field(100, ge=1, le=1000)
 
     worker: bool = True  # drain the build queue inside this process
     emulators: bool = False  # `envhub serve --emulators`: start Azurite and a Cosmos DB server, use them
@@ -116,12 +134,24 @@ class Settings(BaseSettings):
                              "Azure the managed identity signs in")
         return self
 
+    @model_validator(mode="after")
+    def _outbound(self) -> Settings:
+        """The allowlist is well formed, and plain http (no TLS) is only ever spoken to this machine."""
+        bad = self.allowed.entry_problems()
+        if bad:
+            raise ValueError(f"{ALLOWLIST_SETTING}: {', '.join(bad)} is no host[:port] or *.domain entry")
+        local = {self.registry_host.lower()} if self.local_registry else set()
+        remote = sorted(h for h in self.insecure if h.lower() not in local and not _loopback_literal(h))
+        if remote:
+            raise ValueError(f"ENVHUB_INSECURE_REGISTRIES: {', '.join(remote)} would be reached without TLS; only "
+                             "the local registry and loopback IP addresses (127.0.0.1:PORT, [::1]:PORT) may be")
+        return self
+
     @property
-    def allowed(self) -> frozenset[str] | None:
-        """Registries the scan may contact (None: any); the workspace's own is always allowed."""
-        if self.allowed_registries is None:
-            return None
-        return frozenset({h.strip() for h in self.allowed_registries.split(",") if h.strip()} | {self.registry_host})
+    def allowed(self) -> Allowlist:
+        """Registries envhub and its builds may contact; the workspace's own (and the unqualified one) always."""
+        return Allowlist.parse(self.allowed_registries, home=(self.registry_host,), also=(self.unqualified_registry,),
+                               default_registry=self.default_registry)
 
     @property
     def notifier_kind(self) -> str:
@@ -150,6 +180,14 @@ class Settings(BaseSettings):
         if self.unqualified_registry:
             return self.unqualified_registry
         return self.registry_host if self.local_registry else DOCKER_HUB
+
+
+def _loopback_literal(registry: str) -> bool:
+    try:
+        address = ip_literal(split_host(registry)[0])
+    except ValueError:
+        return False
+    return address is not None and address.is_loopback
 
 
 def _connection_string_is_local(value: str) -> bool:

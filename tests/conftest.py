@@ -12,6 +12,7 @@ from functions.http_api import create_app
 from shared.adapters.azurite import EMULATORS as EMULATOR_BIN
 from shared.bootstrap import build_services
 from shared.settings import Settings
+from tests.auth import authorized
 from tests.support import CORPUS, running_server, unavailable
 
 
@@ -19,7 +20,7 @@ from tests.support import CORPUS, running_server, unavailable
 def api(tmp_path: Path) -> Iterator[TestClient]:
     """The HTTP API over an empty store, no curated catalog."""
     with TestClient(create_app(build_services(Settings(data_dir=tmp_path / "data")))) as client:
-        yield client
+        yield authorized(client)
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def curated_api(tmp_path: Path) -> Iterator[TestClient]:
     corpus()
     settings = Settings(data_dir=tmp_path / "data", curated_dir=CORPUS / "curated")
     with TestClient(create_app(build_services(settings))) as client:
-        yield client
+        yield authorized(client)
 
 
 

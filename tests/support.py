@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -67,8 +67,64 @@ def ids(paths: Iterator[Path]) -> list[Path]:
     return found or [CORPUS / "missing"]
 
 
+SERVER_TOKENS: dict[str, str] = {}  # base URL of each running test server -> its admin token
+
+
+class ServerUrl(str):
+    """A running server's base URL that also carries its admin token."""
+
+    token: str
+
+    def __new__(cls, url: str, token: str) -> ServerUrl:
+        made = super().__new__(cls, url)
+        made.token = token
+        return made
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+
+def auth_for(url: str) -> dict[str, str]:
+    """The Authorization header of the test server `url` belongs to (none for other URLs)."""
+    for base, token in SERVER_TOKENS.items():
+        if url == base or url.startswith(base + "/"):
+            return {"authorization": f"Bearer {token}"}
+    return {}
+
+
+def cli_env(*args: str) -> dict[str, str]:
+    """ENVHUB_TOKEN for a CLI call whose `--url` is a running test server."""
+    urls = [a if "://" in a else f"http://{a}" for a in args]  # `--url 127.0.0.1:PORT` means http too
+    found = next((auth_for(u) for u in urls if auth_for(u)), {})
+    return {"ENVHUB_TOKEN": found["authorization"].removeprefix("Bearer ")} if found else {}
+
+
+class _Authed:
+    """httpx's module functions, adding the admin token of the test server a URL belongs to."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        kwargs["headers"] = {**auth_for(str(url)), **(kwargs.get("headers") or {})}
+        return httpx.request(method, url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
+authed = _Authed()
+
+
 @contextmanager
-def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[ServerUrl]:
     """Start `envhub serve` on a free loopback port with its data under `folder`; yield its URL."""
     port, registry_port = _free_port(), _free_port()
     log_path = folder / "server.log"
@@ -85,8 +141,11 @@ def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None)
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("envhub serve did not start: " + log_path.read_text())
                 time.sleep(0.1)
-            yield url
+            token = (folder / "data" / "admin-token").read_text().strip()
+            SERVER_TOKENS[url] = token
+            yield ServerUrl(url, token)
         finally:
+            SERVER_TOKENS.pop(url, None)
             process.terminate()
             process.wait(timeout=10)
 

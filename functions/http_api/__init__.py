@@ -6,11 +6,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from functions.http_api import deployments, environments, images, jobs, problems, scans
+from functions.http_api import access, deployments, environments, images, jobs, problems, scans
+from functions.http_api.arm import environments as arm_environments
+from functions.http_api.arm import errors as arm_errors
+from functions.http_api.audit import Audit
+from functions.http_api.auth import authorize
 from functions.http_api.limits import BodyLimits
 from shared.bootstrap import Services
 
@@ -29,10 +33,13 @@ def create_app(services: Services) -> FastAPI:
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.services = services
     problems.install(app)
+    arm_errors.install(app)  # after problems: the same errors, in ARM's shape under /api/subscriptions/
     # Oversized or deeply nested JSON is refused before it is parsed (context uploads keep their own limit).
     app.add_middleware(BodyLimits, max_body_bytes=services.settings.max_body_bytes,
                        max_json_depth=services.settings.max_json_depth)
-    root = APIRouter(prefix=API_PREFIX)
+    app.add_middleware(Audit, access=services.access)  # outermost: every response gets its request id
+    root = APIRouter(prefix=API_PREFIX)  # open: health, and the API's description (no workspace data)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])  # everything else: a caller, a role
 
     @root.get("/health/live", tags=["health"])
     def live() -> dict[str, str]:
@@ -49,13 +56,11 @@ def create_app(services: Services) -> FastAPI:
             response.status_code = 503
         return {"status": "ok" if healthy else "degraded", **ports}
 
-    root.include_router(environments.router)
-    root.include_router(jobs.router)
-    root.include_router(images.router)
-    root.include_router(deployments.router)
-    root.include_router(scans.router)
+    for module in (environments, jobs, images, deployments, scans, access, arm_environments):
+        api.include_router(module.router)
     root.include_router(_docs_router(app))
     app.include_router(root)
+    app.include_router(api)
     return app
 
 

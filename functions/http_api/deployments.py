@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.http_api.deps import next_link, services
-from functions.http_api.schemas import problem_responses
+from functions.http_api.schemas import BODY_PROBLEMS, problem_responses
 from shared.bootstrap import Services
 from shared.domain.scans import Deployment
 
-router = APIRouter(tags=["deployments"], responses=problem_responses(404, 422))
+router = APIRouter(tags=["deployments"], responses=problem_responses(401, 403, 404, 422))
 Svc = Annotated[Services, Depends(services)]
 Top = Annotated[int, Query(alias="$top", ge=1, le=1000)]
 Skip = Annotated[str | None, Query(alias="$skiptoken")]
@@ -64,7 +64,7 @@ class DeploymentPage(BaseModel):
 @router.put(BASE + "/{name}", status_code=201, response_model=DeploymentOut,
             responses={200: {"model": DeploymentOut, "description": "an existing deployment was replaced"},
                        201: {"description": "the deployment was created"},
-                       **problem_responses(409, 503)})
+                       **problem_responses(409, 503), **BODY_PROBLEMS})
 def set_deployment(workspace: str, name: str, body: DeploymentIn, svc: Svc, response: Response) -> DeploymentOut:
     """Create (201) or replace (200) a deployment. 404 when the environment is not registered; 409 when no
     `image_digest` is given and the environment's image does not exist yet; 503 when the registry cannot answer.

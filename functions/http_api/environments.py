@@ -6,8 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from functions.http_api.audit import audited
+from functions.http_api.auth import ANYONE, needs
 from functions.http_api.deps import next_link, services
 from functions.http_api.schemas import (
+    BODY_PROBLEMS,
     DefinitionIn,
     DescriptionOut,
     DiffOut,
@@ -17,20 +20,22 @@ from functions.http_api.schemas import (
 )
 from shared.bootstrap import Services
 
-router = APIRouter(tags=["environments"], responses=problem_responses(404, 409, 422))
+router = APIRouter(tags=["environments"], responses=problem_responses(401, 403, 404, 409, 422))
 Svc = Annotated[Services, Depends(services)]
 Top = Annotated[int, Query(alias="$top", ge=1, le=1000)]
 Skip = Annotated[str | None, Query(alias="$skiptoken")]
 BASE = "/workspaces/{workspace}/environments"
 
 
-@router.post("/hash", response_model=DescriptionOut, tags=["hash"])
+@router.post("/hash", response_model=DescriptionOut, tags=["hash"], responses=BODY_PROBLEMS)
+@needs(ANYONE)
+@audited(False)
 def hash_definition(body: DefinitionIn, svc: Svc) -> DescriptionOut:
     """The hash, image name and anonymous version of a definition; nothing is stored."""
     return DescriptionOut.of(svc.environments.describe_document(body.document()))
 
 
-@router.post(BASE + "/{name}/versions", status_code=201, response_model=EnvironmentOut)
+@router.post(BASE + "/{name}/versions", status_code=201, response_model=EnvironmentOut, responses=BODY_PROBLEMS)
 def register(workspace: str, name: str, body: DefinitionIn, svc: Svc, response: Response) -> EnvironmentOut:
     """Register a version: the body's version, or the next integer when it has none."""
     result = svc.environments.register(workspace=workspace, name=name, document=body.document())
@@ -39,7 +44,8 @@ def register(workspace: str, name: str, body: DefinitionIn, svc: Svc, response: 
     return EnvironmentOut.of_record(result.record)
 
 
-@router.put(BASE + "/{name}/versions/{version}", status_code=201, response_model=EnvironmentOut)
+@router.put(BASE + "/{name}/versions/{version}", status_code=201, response_model=EnvironmentOut,
+            responses=BODY_PROBLEMS)
 def register_version(workspace: str, name: str, version: str, body: DefinitionIn, svc: Svc,
                      response: Response) -> EnvironmentOut:
     """Register an explicit version; the same definition again is a no-op (200), another is a 409."""
@@ -96,6 +102,7 @@ def restore(workspace: str, name: str, version: str, svc: Svc) -> EnvironmentOut
 
 
 @router.get("/curated-environments", response_model=EnvironmentPage, tags=["curated"])
+@needs(ANYONE)
 def curated(svc: Svc) -> EnvironmentPage:
     """The curated catalog (read-only)."""
     return EnvironmentPage(value=[EnvironmentOut.of_record(r) for r in svc.catalog.all()])

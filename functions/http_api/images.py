@@ -10,7 +10,7 @@ from functions.http_api.deps import services
 from functions.http_api.schemas import BuildOut, EnsureOut, ImageDetailsOut, LogOut, problem_responses
 from shared.bootstrap import Services
 
-router = APIRouter(tags=["images"], responses=problem_responses(404, 409, 503))
+router = APIRouter(tags=["images"], responses=problem_responses(401, 403, 404, 409, 422, 503))
 Svc = Annotated[Services, Depends(services)]
 VERSION = "/workspaces/{workspace}/environments/{name}/versions/{version}"
 
@@ -41,14 +41,14 @@ def image_details(workspace: str, name: str, version: str, svc: Svc) -> ImageDet
 @router.get("/workspaces/{workspace}/builds/{build_id}", response_model=BuildOut)
 def get_build(workspace: str, build_id: str, svc: Svc) -> BuildOut:
     """One build record."""
-    return BuildOut.of(svc.images.get_build(build_id))
+    return BuildOut.of(svc.images.get_build(workspace, build_id))
 
 
 @router.get("/workspaces/{workspace}/builds/{build_id}/log", response_model=LogOut)
 def build_log(workspace: str, build_id: str, svc: Svc,
               offset: Annotated[int, Query(ge=0, description="first line to return")] = 0) -> LogOut:
     """Log lines from `offset`; poll with `next_offset` until `finished`."""
-    build, lines = svc.images.read_log(build_id, offset)
+    build, lines = svc.images.read_log(workspace, build_id, offset)
     return LogOut(build_id=build.id, status=build.status, lines=lines, next_offset=offset + len(lines),
                   finished=build.status.finished)
 
@@ -56,4 +56,4 @@ def build_log(workspace: str, build_id: str, svc: Svc,
 @router.post("/workspaces/{workspace}/builds/{build_id}/cancel", response_model=BuildOut)
 def cancel_build(workspace: str, build_id: str, svc: Svc) -> BuildOut:
     """Cancel a build: at once when queued, within a second or two when running."""
-    return BuildOut.of(svc.images.cancel(build_id))
+    return BuildOut.of(svc.images.cancel(workspace, build_id))

@@ -13,7 +13,7 @@ from functions.http_api.schemas import ContextOut, JobIn, JobOut, problem_respon
 from shared.bootstrap import Services
 from shared.domain.errors import ContextTooLarge, InvalidContext
 
-router = APIRouter(responses=problem_responses(400, 404, 409, 413, 422))
+router = APIRouter(responses=problem_responses(400, 401, 403, 404, 409, 413, 422))
 Svc = Annotated[Services, Depends(services)]
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip", "application/octet-stream")
 

@@ -15,6 +15,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from functions.http_api.arm.errors import arm_error_body, is_arm
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # a definition or a job, as JSON
@@ -107,8 +109,12 @@ class BodyLimits:
         title = "Content too large" if status == 413 else "Unprocessable content"
         body = json.dumps({"type": f"urn:envhub:problem:{slug}", "title": title, "status": status,
                            "detail": detail, "instance": path, "where": "<body>"}).encode()
+        media = PROBLEM_JSON
+        if is_arm(path):  # Azure ML's SDK reads ARM's error shape (and 400 where envhub says 422)
+            status = 400 if status == 422 else status
+            body, media = arm_error_body(status, slug, detail, "<body>"), "application/json"
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                    "headers": [(b"content-type", media.encode()),
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,12 +21,15 @@ STATUS = {
     errors.InvalidContext: 400,
     errors.InvalidDefinition: 422,
     errors.ReservedName: 422,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.VersionConflict: 409,
     errors.NothingToBuild: 409,
     errors.Unavailable: 503,
 }
-TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
+TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+          409: "Conflict",
           413: "Content too large", 415: "Unsupported media type", 422: "Invalid definition",
           500: "Internal error", 503: "Service unavailable"}
 
@@ -32,8 +37,32 @@ TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: 
 def problem(status: int, detail: str, *, slug: str, request: Request, **extra: Any) -> JSONResponse:
     """A problem+json response."""
     body = {"type": f"urn:envhub:problem:{slug}", "title": TITLES.get(status, "Error"), "status": status,
-            "detail": detail, "instance": request.url.path, **extra}
+            "detail": _printable(detail), "instance": request.url.path,
+            **{k: _printable(v) if isinstance(v, str) else v for k, v in extra.items()}}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _printable(text: str) -> str:
+    """Text that encodes as UTF-8: a lone surrogate the caller sent (JSON allows "\\udcff") is quoted back as an
+    escape instead of failing the response."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every documented method of the request's path: Starlette's own 405 names only the first route that
+    matched the path, although several routes (GET and POST of one path) may share it."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    methods = {method.upper() for template, operations in paths.items()
+               if _template(template).fullmatch(request.url.path) for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(methods))
+
+
+@lru_cache(maxsize=256)
+def _template(path: str) -> re.Pattern[str]:
+    """A path template as Starlette matches it: a `{parameter}` is one segment."""
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)))
 
 
 def install(app: FastAPI) -> None:
@@ -45,6 +74,10 @@ def install(app: FastAPI) -> None:
         response = problem(status, str(error), slug=error.slug, request=request, where=error.where)
         if isinstance(error, errors.Unavailable):
             response.headers["Retry-After"] = str(error.retry_after)
+        if isinstance(error, errors.Unauthenticated):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="envhub"'
+        if status >= 400 and status != 404:
+            log.info("%s %s: %d %s", request.method, request.url.path, status, error.slug)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -55,7 +88,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return problem(error.status_code, str(error.detail), slug="http", request=request)
+        response = problem(error.status_code, str(error.detail), slug="http", request=request)
+        response.headers.update(error.headers or {})  # e.g. the Allow a 405 must carry (RFC 9110)
+        if error.status_code == 405 and (documented := allowed_methods(request)):
+            response.headers["Allow"] = documented  # else Starlette's own (an undocumented route, the docs)
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

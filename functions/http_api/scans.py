@@ -10,11 +10,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from functions.http_api.deps import next_link, services
 from functions.http_api.environments import Skip, Top
 from functions.http_api.scan_schemas import FindingOut, FindingPage, ScanOut, ScanPage
-from functions.http_api.schemas import problem_responses
+from functions.http_api.schemas import BODY_PROBLEMS, problem_responses
 from shared.bootstrap import Services
 from shared.domain.scans import FindingStatus
 
-router = APIRouter(responses=problem_responses(404, 422, 503))
+router = APIRouter(responses=problem_responses(401, 403, 404, 422, 503))
 Svc = Annotated[Services, Depends(services)]
 FINDINGS = "/workspaces/{workspace}/findings"
 
@@ -62,7 +62,8 @@ def acknowledge(workspace: str, finding_id: str, svc: Svc) -> FindingOut:
     return FindingOut.of(svc.findings.acknowledge(workspace=workspace, finding_id=finding_id))
 
 
-@router.post(FINDINGS + "/{finding_id}/snooze", response_model=FindingOut, tags=["patch watch"])
+@router.post(FINDINGS + "/{finding_id}/snooze", response_model=FindingOut, tags=["patch watch"],
+             responses=BODY_PROBLEMS)
 def snooze(workspace: str, finding_id: str, svc: Svc,
            until: Annotated[datetime, Body(embed=True, description="when it opens again")]) -> FindingOut:
     """Quiet until a date: no rebuild and no redeploy flag from it until then."""

@@ -208,7 +208,16 @@ class Problem(BaseModel):
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problems a route can answer with."""
-    described = {400: "malformed input", 404: "not found", 409: "conflict", 413: "too large",
+    described = {400: "malformed input", 401: "no valid bearer token", 403: "the caller's role is too low",
+                 404: "not found", 409: "conflict", 413: "too large",
                  422: "an invalid definition", 503: "a registry or the queue cannot answer; retry after Retry-After"}
+    # `model` registers the Problem schema (FastAPI also lists it under application/json); the body is sent as
+    # problem+json, so that media type carries the schema too and clients can validate what they receive.
     return {code: {"model": Problem, "description": described.get(code, "error"),
-                   "content": {"application/problem+json": {}}} for code in codes}
+                   "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for code in codes}
+
+
+# What a route taking a JSON body can also answer: a body that does not parse (400), or one past the body limit
+# (413, from the BodyLimits middleware before any route runs).
+BODY_PROBLEMS = problem_responses(400, 413)

@@ -16,6 +16,8 @@ param identityClientId string
 
 @description('Settings the app itself reads; host settings are added below.')
 param appSettings object = {}
+@description('Client id of the Entra ID app registration callers get tokens for (infra/README.md, "Who may call").')
+param authClientId string
 
 param runtimeName string = 'python'
 param runtimeVersion string = '3.11'
@@ -96,6 +98,46 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
   resource configAppSettings 'config' = {
     name: 'appsettings'
     properties: union(appSettings, hostSettings)
+  }
+
+  // App Service Authentication: every request but health carries an Entra ID token for the app registration,
+  // or gets a 401 before reaching envhub; envhub reads the signed-in principal from X-MS-CLIENT-PRINCIPAL,
+  // a header App Service strips from incoming requests (ENVHUB_AUTH=entra).
+  resource authSettings 'config' = {
+    name: 'authsettingsV2'
+    properties: {
+      platform: {
+        enabled: true
+      }
+      globalValidation: {
+        requireAuthentication: true
+        unauthenticatedClientAction: 'Return401'
+        excludedPaths: [
+          '/api/health'
+          '/api/health/live'
+        ]
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            clientId: authClientId
+            openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+          }
+          validation: {
+            allowedAudiences: [
+              'api://${authClientId}'
+              authClientId
+            ]
+          }
+        }
+      }
+      login: {
+        tokenStore: {
+          enabled: false
+        }
+      }
+    }
   }
 }
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from azure.containerregistry import ContainerRegistryClient, DigestValidationError
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.identity import DefaultAzureCredential
 
 from shared.adapters.oci_registry import (
@@ -21,6 +28,7 @@ from shared.adapters.oci_registry import (
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import ImageRef
 
+log = logging.getLogger(__name__)
 _MAX_NESTING = 3  # as the OCI client: an index naming an index naming a manifest at most
 
 
@@ -132,5 +140,9 @@ def _unavailable(exc: Exception, registry: str, where: str) -> RegistryUnavailab
     headers = getattr(getattr(exc, "response", None), "headers", None) or {}
     header = str(headers.get("Retry-After", ""))
     what = f"answered {status}" if status else f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        # No answer: why (refused, reset, TLS, timeout) goes to the log only, as in the OCI client.
+        log.warning("registry %s could not be reached (%s): %s: %s", registry, where, type(exc).__name__, exc)
+        what = "could not be reached"
     return RegistryUnavailable(f"registry {registry} {what}", where=where,
                                retry_after=int(header) if header.isdigit() else 30)

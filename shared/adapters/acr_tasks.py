@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import ssl
@@ -21,8 +22,9 @@ from azure.mgmt.containerregistry.v2019_06_01_preview.models import DockerBuildR
 
 from shared.adapters.archives import write_tar_gz
 from shared.domain.builds import RunState, RunStatus
-from shared.domain.errors import BuilderUnavailable, BuildFailed
-from shared.domain.images import ImageRef
+from shared.domain.errors import BuilderUnavailable, BuildFailed, InvalidDefinition
+from shared.domain.images import DOCKER_HUB, ImageRef
+from shared.domain.outbound import Allowlist
 from shared.domain.plans import BuildPlan
 from shared.ports import ContextSource
 from shared.settings import Settings
@@ -47,7 +49,8 @@ class AcrTasksBuilder:
 
     def __init__(self, resource_id: str, *, credential: TokenCredential | None = None,
                  arm_endpoint: str = "https://management.azure.com", connection_verify: bool | str = True,
-                 retry_total: int = 3, retry_backoff_factor: float = 0.8, timeout: float = 30.0) -> None:
+                 retry_total: int = 3, retry_backoff_factor: float = 0.8, timeout: float = 30.0,
+                 allowed: Allowlist | None = None) -> None:
         match = _RESOURCE_ID.match(resource_id)
         if match is None:
             raise ValueError(f"'{resource_id}' is not a registry's resource id (/subscriptions/…/resourceGroups/…"
@@ -66,6 +69,9 @@ class AcrTasksBuilder:
             else connection_verify
         self._http = httpx.Client(verify=verify, timeout=httpx.Timeout(300.0, connect=timeout))
         self._log_links: dict[str, tuple[str, float]] = {}
+        # ACR's build agents reach whatever the Dockerfile names; the one place to stop it is before scheduling.
+        # Its Docker reads a name without a host as Docker Hub's, whatever envhub's unqualified registry is.
+        self.allowed = None if allowed is None else dataclasses.replace(allowed, default_registry=DOCKER_HUB)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credential: TokenCredential | None = None,
@@ -73,7 +79,8 @@ class AcrTasksBuilder:
         """The builder `settings` name (ENVHUB_ACR_RESOURCE_ID, ENVHUB_ARM_ENDPOINT)."""
         if not settings.acr_resource_id:
             raise ValueError("the acr_tasks builder needs ENVHUB_ACR_RESOURCE_ID")
-        return cls(settings.acr_resource_id, credential=credential, arm_endpoint=settings.arm_endpoint, **options)
+        return cls(settings.acr_resource_id, credential=credential, arm_endpoint=settings.arm_endpoint,
+                   **{"allowed": settings.allowed, **options})
 
     def close(self) -> None:
         """Close both HTTP clients."""
@@ -95,6 +102,11 @@ class AcrTasksBuilder:
         os_name, _, arch = platform.lower().partition("/")
         if os_name not in _OS:
             raise BuildFailed(f"ACR Tasks builds linux or windows images, not '{platform}'", where="platform")
+        try:
+            if self.allowed is not None:
+                self.allowed.check_dockerfile(plan.dockerfile, where=plan.dockerfile_path)
+        except InvalidDefinition as error:  # the definition's fault: final, and no run is scheduled
+            raise BuildFailed(error.detail, where=error.where) from error
         source = self._upload(context, build_id)
         request = DockerBuildRequest(
             source_location=source, docker_file_path=plan.dockerfile_path,

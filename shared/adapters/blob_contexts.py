@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import ContainerClient, LinearRetry, StorageStreamDownloader
 
@@ -113,11 +113,28 @@ class BlobContextStore:
         with self._answered():
             return bool(self.container.get_blob_client(f"blobs/{sha256}").exists())
 
-    def delete_blob(self, sha256: str) -> None:
+    def delete_blob(self, sha256: str, *, unless_written_after: datetime | None = None) -> bool:
         if not is_sha256(sha256):
-            return
-        with self._answered(), contextlib.suppress(ResourceNotFoundError):
-            self.container.delete_blob(f"blobs/{sha256}")
+            return False
+        # With a time, the service deletes only if the blob is unmodified since then: the check and the delete
+        # are one request, so an upload that touched the blob meanwhile keeps it.
+        with self._answered():
+            try:
+                self.container.delete_blob(f"blobs/{sha256}", if_unmodified_since=unless_written_after)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                return False
+        return True
+
+    def touch_blob(self, sha256: str) -> bool:
+        if not is_sha256(sha256):
+            return False
+        with self._answered():
+            try:  # a metadata write moves Last-Modified, which is what the garbage collector reads
+                self.container.get_blob_client(f"blobs/{sha256}").set_blob_metadata(
+                    {"touched": datetime.now(UTC).strftime("%Y%m%dT%H%M%S")})
+            except ResourceNotFoundError:
+                return False
+        return True
 
     def blobs(self) -> Iterator[tuple[str, datetime]]:
         with self._answered():

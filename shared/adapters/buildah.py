@@ -20,8 +20,9 @@ from typing import IO
 from shared.adapters.buildah_cli import Buildah
 from shared.adapters.children import die_with_parent
 from shared.domain.builds import BuiltImage, RunState, RunStatus
-from shared.domain.errors import BuildCancelled, BuilderUnavailable, BuildFailed
+from shared.domain.errors import BuildCancelled, BuilderUnavailable, BuildFailed, InvalidDefinition
 from shared.domain.images import ImageRef
+from shared.domain.outbound import Allowlist
 from shared.domain.plans import BuildPlan
 from shared.ports import ContextSource
 
@@ -64,10 +65,10 @@ class BuildahBuilder:
     name = "buildah"
 
     def __init__(self, root: Path, *, insecure_registries: frozenset[str] = frozenset(),
-                 unqualified_registry: str | None = None, parallel: int = 2) -> None:
+                 unqualified_registry: str | None = None, parallel: int = 2, allowed: Allowlist | None = None) -> None:
         self.root = root
         self.buildah = Buildah(root, insecure_registries=insecure_registries,
-                               unqualified_registry=unqualified_registry)
+                               unqualified_registry=unqualified_registry, allowed=allowed)
         self._slots = threading.BoundedSemaphore(max(1, parallel))  # runs past the limit stay QUEUED
         (root / "runs").mkdir(exist_ok=True)
         self._runs: dict[str, _Run] = {}
@@ -110,6 +111,7 @@ class BuildahBuilder:
               platform: str, timeout: float, agent_pool: str | None) -> str:
         if not self.available():
             raise BuilderUnavailable("buildah is not installed (`make run` installs it)", where="buildah")
+        self._registries(plan.dockerfile, plan.dockerfile_path)  # an image off the list fails before the run
         run = _Run(f"{build_id[:12]}-{uuid.uuid4().hex[:8]}")
         with self._lock:
             self._runs[run.id] = run
@@ -170,6 +172,9 @@ class BuildahBuilder:
         baseline)."""
         local = f"localhost/envhub-build/{targets[0].repository.replace('/', '-')}:{int(time.time() * 1000)}"
         started = time.monotonic()
+        env = None  # without a list, buildah's own environment
+        if self.buildah.allowed is not None:
+            env = self.buildah.env(self._registries((context / dockerfile).read_text(errors="replace"), dockerfile))
         tail: list[str] = []
 
         def keep(line: str) -> None:
@@ -180,7 +185,7 @@ class BuildahBuilder:
             # --pull-always: the base digests recorded before the build are the ones it uses
             self.buildah.command("bud", "--isolation", "chroot", "--pull-always", "-f", str(context / dockerfile),
                           "-t", local, str(context)),
-            keep, timeout, cancelled,
+            keep, timeout, cancelled, env,
         )
         if code < 0:
             raise BuilderUnavailable(f"buildah was killed by signal {-code}", where="buildah")
@@ -197,7 +202,7 @@ class BuildahBuilder:
                 remaining = max(1.0, timeout - (time.monotonic() - started))
                 push = self.buildah.command("push", self.buildah.tls(target), "--digestfile", str(digest_file), local,
                                             f"docker://{target}")
-                code = self._stream(push, log, remaining, cancelled)
+                code = self._stream(push, log, remaining, cancelled, env)
                 if code != 0:
                     raise BuilderUnavailable(f"pushing to {target.registry} failed (exit {code})", where=str(target))
                 digest = digest_file.read_text().strip()
@@ -223,11 +228,20 @@ class BuildahBuilder:
         finally:
             self.buildah.run("rm", container)
 
+    def _registries(self, dockerfile: str, where: str) -> list[str]:
+        """The registries a Dockerfile pulls from, each checked against the allowlist (BuildFailed when one is off
+        it: final, as the definition names it); none without a list."""
+        allowed = self.buildah.allowed
+        try:
+            return [] if allowed is None else allowed.check_dockerfile(dockerfile, where=where)
+        except InvalidDefinition as error:
+            raise BuildFailed(error.detail, where=error.where) from error
+
     def _stream(self, command: list[str], log: Callable[[str], None], timeout: float,
-                cancelled: Callable[[], bool]) -> int:
+                cancelled: Callable[[], bool], env: dict[str, str] | None = None) -> int:
         """Run a command, sending each output line to `log`; kill it on timeout or cancellation."""
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=self.buildah.env(), start_new_session=True, errors="replace",
+                                   env=env or self.buildah.env(), start_new_session=True, errors="replace",
                                    preexec_fn=die_with_parent)
         assert process.stdout is not None
         reader = threading.Thread(target=_pump, args=(process.stdout, log), daemon=True)

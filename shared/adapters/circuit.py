@@ -116,7 +116,9 @@ class CircuitBreakerRegistry:
         except FutureTimeout:
             future.cancel()  # not started yet: never started; running: left to end on its own
             self._finish(host, probe, failed=True)
-            raise RegistryUnavailable(f"no answer within {self.deadline:g} s", where=host,
+            # Said as every other unreachable registry is: a slow host is not told apart from a refusing one.
+            log.warning("registry %s: no answer within %g s", host, self.deadline)
+            raise RegistryUnavailable(f"registry {host} could not be reached", where=host,
                                       retry_after=max(1, round(self.cooldown))) from None
         except RegistryUnavailable:
             self._finish(host, probe, failed=True)

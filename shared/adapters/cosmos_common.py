@@ -33,7 +33,8 @@ Doc = dict[str, Any]
 
 # Every container envhub uses and its partition key path (infra/ declares the same in Azure).
 CONTAINERS = {"environments": "/workspace", "jobs": "/workspace", "builds": "/pk", "deployments": "/workspace",
-              "scans": "/pk", "findings": "/workspace", "tags": "/repository"}
+              "scans": "/pk", "findings": "/workspace", "tags": "/repository",
+              "tokens": "/pk", "audit": "/workspace"}
 
 # A request inside Azure takes milliseconds; these bound a dead or hung endpoint on the request path. The SDK's
 # own retries still run, inside OPERATION_SECONDS.
@@ -136,6 +137,20 @@ class Docs:
                 return dict(self.container.create_item(_body(doc), timeout=OPERATION_SECONDS))
             except CosmosResourceExistsError as error:
                 raise Conflict(doc["id"]) from error
+
+    def create_once(self, doc: Doc, pk: str) -> Doc:
+        """`create`, for a caller that must not write twice: a dropped connection (StoreUnavailable), or a
+        Conflict after the SDK resent the request, may hide that Cosmos DB made the write, so a read decides.
+        The same document found there is ours; another one is a Conflict; none re-raises the outage."""
+        try:
+            return self.create(doc)
+        except (Conflict, StoreUnavailable) as error:
+            found = self.read(doc["id"], pk)
+            if found is not None and _body(found) == _body(doc):
+                return found
+            if found is not None:
+                raise Conflict(doc["id"]) from error
+            raise
 
     def replace(self, doc: Doc) -> Doc:
         """Replace `doc` only if it is unchanged since read (its `_etag`); Conflict otherwise."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections import Counter
@@ -12,12 +13,17 @@ from functools import partial
 from azure.cosmos import DatabaseProxy
 
 from shared.adapters.cosmos_common import Conflict, Doc, Docs, backoff, connect
-from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.adapters.cosmos_containers import container_of, containers
+from shared.domain.errors import StoreUnavailable
+from shared.domain.records import Container, EnvironmentRecord, JobRecord, with_mutable
 from shared.ports import Page
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
 _EVERY_VERSION = "SELECT VALUE c.record FROM c WHERE c.type = 'version'"
 _EACH_PAGE = 500
+_WITH_HASH = ("SELECT TOP 1 VALUE 1 FROM c WHERE c.workspace = @ws AND c.type = 'version' "
+              "AND c.record.description.hash = @hash")
 _HEADS = "SELECT VALUE c.record FROM c WHERE c.workspace = @ws AND c.type = 'head' AND c.listed = true ORDER BY c.name"
 _HISTORY = ("SELECT VALUE c.record FROM c WHERE c.workspace = @ws AND c.type = 'version' AND c.name = @name "
             "ORDER BY c.key DESC")
@@ -49,14 +55,14 @@ class CosmosStore:
         head = self._docs.read(_head_id(record.name), record.workspace)
         doc = _version_doc(record, key=_next_key(head))
         try:
-            self._docs.create(doc)
+            self._docs.create_once(doc, record.workspace)
         except Conflict:
             # Already there. Its head update may have been lost to a crash: absorbing it again heals that.
             existing = self._docs.read(doc["id"], record.workspace)
             if existing is not None:
                 self._change_head(record.workspace, record.name, partial(_absorb, doc=existing), known=head)
             return False
-        self._change_head(record.workspace, record.name, partial(_absorb, doc=doc), known=head)
+        self._absorb_stored(doc, head)
         return True
 
     def insert_next(self, record: EnvironmentRecord) -> EnvironmentRecord:
@@ -67,12 +73,25 @@ class CosmosStore:
             stored = record.model_copy(update={"version": str(head["counter"])})
             doc = _version_doc(stored, key=head["last_key"])
             try:
-                self._docs.create(doc)
+                self._docs.create_once(doc, record.workspace)
             except Conflict:
                 continue  # registered explicitly by a call that has not raised the counter (yet): take the next
-            # Until this lands `latest` names the previous version; the next write to the name makes up for it.
-            self._change_head(record.workspace, record.name, partial(_absorb, doc=doc), known=head)
+            self._absorb_stored(doc, head)
             return stored
+
+    def _absorb_stored(self, doc: Doc, head: Doc | None) -> None:
+        """Point the head at a version just stored, trying twice. The version is stored whatever happens here:
+        failing the call would have its caller register it a second time, so an outage is logged instead, and
+        `latest` names the previous version until the next write to the name makes up for it."""
+        workspace, name = doc["workspace"], doc["name"]
+        for attempt in (1, 2):
+            try:
+                self._change_head(workspace, name, partial(_absorb, doc=doc), known=head if attempt == 1 else None)
+                return
+            except StoreUnavailable as error:
+                if attempt == 2:
+                    log.warning("%s:%s is stored but its head is behind (%s); the next write to it catches up",
+                                name, doc["version"], error)
 
     def get(self, workspace: str, name: str, version: str) -> EnvironmentRecord | None:
         doc = self._docs.read(_version_id(name, version), workspace)
@@ -92,24 +111,41 @@ class CosmosStore:
         return Page([EnvironmentRecord.model_validate(item) for item in items], after)
 
     def set_archived(self, workspace: str, name: str, version: str, archived: bool) -> EnvironmentRecord | None:
+        return self._update(workspace, name, version, lambda r: r.model_copy(update={"archived": archived}))
+
+    def update_version(self, record: EnvironmentRecord) -> EnvironmentRecord | None:
+        return self._update(record.workspace, record.name, record.version, lambda r: with_mutable(r, record))
+
+    def _update(self, workspace: str, name: str, version: str,
+                change: Callable[[EnvironmentRecord], EnvironmentRecord]) -> EnvironmentRecord | None:
+        """Change one version with its etag (retrying from a fresh read), then the head, which caches it."""
         while True:
             doc = self._docs.read(_version_id(name, version), workspace)
             if doc is None:
                 return None
-            record = EnvironmentRecord.model_validate(doc["record"]).model_copy(update={"archived": archived})
-            if doc["archived"] != archived:
+            record = change(EnvironmentRecord.model_validate(doc["record"]))
+            dumped = record.model_dump(mode="json")
+            if doc["archived"] != record.archived or doc["record"] != dumped:
                 try:
-                    self._docs.replace({**doc, "archived": archived, "record": record.model_dump(mode="json")})
+                    self._docs.replace({**doc, "archived": record.archived, "record": dumped})
                 except Conflict:
                     continue
             # Recomputed even when unchanged: an earlier call may have died between its two writes.
             self._change_head(workspace, name, lambda h: self._point_at_newest(h, workspace, name))
             return record
 
+    def container(self, workspace: str, name: str) -> Container | None:
+        head = self._docs.read(_head_id(name), workspace)
+        return None if head is None else container_of(self._docs, head)
+
+    def containers(self, workspace: str, *, archived: bool | None, top: int,
+                   cursor: str | None) -> Page[Container]:
+        return containers(self._docs, workspace, archived=archived, top=top, cursor=cursor)
+
     def insert_job(self, job: JobRecord) -> bool:
         try:
-            self._jobs.create({"id": _job_id(job.id), "workspace": job.workspace, "type": "job",
-                               "record": job.model_dump(mode="json")})
+            self._jobs.create_once({"id": _job_id(job.id), "workspace": job.workspace, "type": "job",
+                                    "record": job.model_dump(mode="json")}, job.workspace)
         except Conflict:
             return False
         return True
@@ -117,6 +153,11 @@ class CosmosStore:
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         doc = self._jobs.read(_job_id(job_id), workspace)
         return None if doc is None else JobRecord.model_validate(doc["record"])
+
+    def has_hash(self, workspace: str, hash_hex: str) -> bool:
+        items, _ = self._docs.page(_WITH_HASH, {"@ws": workspace, "@hash": hash_hex}, pk=workspace, top=1,
+                                   cursor=None)
+        return bool(items)
 
     def each_version(self) -> Iterator[EnvironmentRecord]:
         cursor: str | None = None
@@ -158,7 +199,7 @@ class CosmosStore:
 
 def _new_head(workspace: str, name: str) -> Doc:
     return {"id": _head_id(name), "workspace": workspace, "type": "head", "name": name, "counter": 0,
-            "last_key": "", "latest": None, "latest_key": "", "listed": False, "record": None}
+            "last_key": "", "latest": None, "latest_key": "", "listed": False, "record": None, "newest_key": ""}
 
 
 def _allocate(head: Doc) -> bool:
@@ -175,7 +216,12 @@ def _absorb(head: Doc, doc: Doc) -> bool:
     version: str = doc["version"]
     if version.isascii() and version.isdigit():
         head["counter"] = max(head["counter"], int(version))
+    # The newest stored version, archived or not (for containers). A head older than this field takes only a
+    # version past every key it has seen, so an old version absorbed again cannot pass for the newest.
+    if doc["key"] >= head.get("newest_key", head["last_key"]):
+        head.update(newest=version, newest_key=doc["key"])
     head["last_key"] = max(head["last_key"], doc["key"])
+    head["anonymous"] = doc["record"]["anonymous"]  # a name holds anonymous versions only, or none
     if not doc["archived"] and doc["key"] > head["latest_key"]:
         head.update(latest=version, latest_key=doc["key"], listed=not doc["record"]["anonymous"],
                     record=doc["record"])

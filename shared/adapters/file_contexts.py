@@ -71,9 +71,28 @@ class FileContextStore:
     def has_blob(self, sha256: str) -> bool:
         return is_sha256(sha256) and self._blob_path(sha256).is_file()
 
-    def delete_blob(self, sha256: str) -> None:
-        if is_sha256(sha256):
-            self._blob_path(sha256).unlink(missing_ok=True)
+    def delete_blob(self, sha256: str, *, unless_written_after: datetime | None = None) -> bool:
+        if not is_sha256(sha256):
+            return False
+        path = self._blob_path(sha256)
+        try:
+            # Checked just before the unlink: an upload touching it in between is a window of microseconds.
+            if unless_written_after is not None and \
+                    datetime.fromtimestamp(path.stat().st_mtime, UTC) > unless_written_after:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def touch_blob(self, sha256: str) -> bool:
+        if not is_sha256(sha256):
+            return False
+        try:
+            os.utime(self._blob_path(sha256))
+        except FileNotFoundError:
+            return False
+        return True
 
     def blobs(self) -> Iterator[tuple[str, datetime]]:
         for folder in sorted((self.root / "blobs").iterdir()):

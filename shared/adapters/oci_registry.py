@@ -7,10 +7,11 @@ whose names look like request-forgery targets) refused before any connection, an
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import hashlib
-import ipaddress
 import json
+import logging
 import re
 import threading
 import time
@@ -25,8 +26,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from shared.adapters.guarded_network import RefusedAddress, guarded_client
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import DOCKER_HUB, ImageRef
+from shared.domain.outbound import ALLOWLIST_SETTING, Allowlist, address_problem, host_problem
+
+log = logging.getLogger(__name__)
 
 # Every manifest kind a registry may hold under a tag; a registry answers 404 for a kind not accepted.
 MANIFEST_TYPES = ", ".join((
@@ -36,7 +41,6 @@ MANIFEST_TYPES = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ))
-ALLOWLIST_SETTING = "ENVHUB_ALLOWED_REGISTRIES"
 _API_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 _DEFAULT_RETRY_AFTER = 30
@@ -103,7 +107,8 @@ class OciRegistry:
         home: str | None = None,
         per_registry: int = 4,
         max_retry_after: float = 30.0,
-        allowed: Collection[str] | None = None,
+        allowed: Allowlist | Collection[str] | None = None,
+        exempt: Collection[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if per_registry < 1:
@@ -115,7 +120,11 @@ class OciRegistry:
         # The home registry is the workspace's own: always allowed when a list is given.
         self._allowed = allowlist(allowed, also=home)
         self._max_retry_after = max_retry_after
-        self._client = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
+        # Every connection is to a checked public address, except to the hosts named here: the home registry
+        # (an ACR behind a private endpoint resolves privately), IP literals on the list, plain-http local ones.
+        exempt = {*exempt, *self._insecure, *([home] if home else []),
+                  *(self._allowed.exempt if self._allowed else ())}
+        self._client = guarded_client(exempt, timeout=httpx.Timeout(read_timeout, connect=connect_timeout))
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._per_registry = per_registry
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -150,8 +159,8 @@ class OciRegistry:
         try:
             with self._slot("GET", self._home):
                 response = self._client.get(f"{self._base(self._home)}/v2/")
-        except httpx.HTTPError as error:
-            raise RegistryUnavailable(f"registry {self._home} did not answer: {error}", where=self._home) from error
+        except (httpx.HTTPError, RefusedAddress) as error:
+            raise _unreachable(self._home, self._home, error, transient=False) from error
         if response.status_code not in (200, 401):
             raise RegistryUnavailable(f"registry {self._home} answered {response.status_code}", where=self._home)
 
@@ -307,10 +316,10 @@ class OciRegistry:
         try:
             with self._slot(method, registry):
                 return self._client.request(method, url, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"registry {registry} timed out ({type(exc).__name__})", where=where) from exc
+        except RefusedAddress as exc:  # the address check: final, and said no differently from an outage
+            raise _unreachable(registry, where, exc, transient=False) from exc
         except httpx.TransportError as exc:
-            raise _Transient(f"registry {registry} could not be reached: {exc}", where=where) from exc
+            raise _unreachable(registry, where, exc, transient=True) from exc
 
     def _authorize(self, challenged: httpx.Response, registry: str, where: str) -> str | None:
         """The Authorization header a 401 challenge asks for, or None when it asks for nothing we can give."""
@@ -330,10 +339,10 @@ class OciRegistry:
         try:
             with self._slot("GET", registry):
                 answer = self._client.get(params["realm"], params=query, auth=auth)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"token service of {registry} timed out", where=where) from exc
+        except RefusedAddress as exc:
+            raise _unreachable(registry, where, exc, transient=False) from exc
         except httpx.TransportError as exc:
-            raise _Transient(f"token service of {registry} could not be reached: {exc}", where=where) from exc
+            raise _unreachable(registry, where, exc, transient=True) from exc
         if answer.status_code == 429 or answer.status_code >= 500:
             raise _Transient(f"token service of {registry} answered {answer.status_code}", where=where,
                              asked=_retry_after(answer))
@@ -350,22 +359,20 @@ class OciRegistry:
         return f"Bearer {token}"
 
 
-# --- which registries may be contacted -----------------------------------------------------------------------
-
-_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DNS_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
-_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?$")
+# --- which registries may be contacted (the rules are the domain's: shared/domain/outbound.py) ----------------
 
 
-def allowlist(allowed: Collection[str] | None, *, also: str | None = None) -> frozenset[str] | None:
-    """The registry hosts (host[:port], any case) a client may contact; None allows any."""
+def allowlist(allowed: Allowlist | Collection[str] | None, *, also: str | None = None) -> Allowlist | None:
+    """The list a client applies, `also` (its home registry) always on it; a plain collection of host[:port]
+    entries is read as the setting is. None: no list (any registry whose name passes host_problem)."""
     if allowed is None:
         return None
-    hosts = {host.strip().lower() for host in allowed if host.strip()}
-    return frozenset(hosts | ({also.lower()} if also else set()))
+    if not isinstance(allowed, Allowlist):
+        allowed = Allowlist.parse(",".join(allowed))
+    return dataclasses.replace(allowed, home=allowed.home | {also.lower()}) if also else allowed
 
 
-def refuse_unless_allowed(registry: str, allowed: frozenset[str] | None, where: str) -> None:
+def refuse_unless_allowed(registry: str, allowed: Allowlist | None, where: str) -> None:
     """Raise RegistryUnavailable, before any connection, for a registry off the allowlist or one whose name is
     no plain DNS name or IP address with an optional port (user:password@, paths, odd numeric forms, and the
     link-local, unspecified and multicast addresses that reach cloud metadata services rather than registries)."""
@@ -374,46 +381,28 @@ def refuse_unless_allowed(registry: str, allowed: frozenset[str] | None, where: 
         shown = _redacted(registry)
         raise RegistryUnavailable(f"registry {shown} is refused before any connection: {problem}",
                                   where=where.replace(registry, shown))
-    if allowed is not None and registry.lower() not in allowed:
-        raise RegistryUnavailable(f"registry {registry} is not on the allowlist ({ALLOWLIST_SETTING})", where=where)
+    refusal = None if allowed is None else allowed.refusal(registry)
+    if refusal is not None:
+        raise RegistryUnavailable(refusal if ALLOWLIST_SETTING in refusal else f"{refusal} ({ALLOWLIST_SETTING})",
+                                  where=where)
 
 
-def host_problem(registry: str) -> str | None:
-    """Why `registry` (host[:port]) is no registry address, or None when it is one."""
-    if "@" in registry:
-        return "it carries user information (user:password@)"
-    found = _HOST_PORT.match(registry.lower())
-    if not found:
-        return "it is not a host name or IP address with an optional port"
-    port = found["port"]
-    if port is not None and not 0 < int(port) < 65536:
-        return f"port {port} is out of range"
-    return _address_problem(found["host"].strip("[]") if found["host"].startswith("[") else found["host"])
-
-
-def _address_problem(host: str) -> str | None:
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-    except ValueError:
-        if not _DNS_NAME.match(host):
-            return "it is not a host name or IP address with an optional port"
-        if re.fullmatch(r"(0x[0-9a-f]*|[0-9]+)", host.rstrip(".").rsplit(".", 1)[-1]):
-            return "it is a numeric address in a non-standard form"  # 127.1, 2130706433, 0x7f.0.0.1
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_link_local or address.is_unspecified or address.is_multicast:
-        return f"{address} is a link-local, unspecified or multicast address"
-    return None
+def _unreachable(registry: str, where: str, error: Exception, *, transient: bool) -> RegistryUnavailable:
+    """One message for every way a connection fails (refused, reset, TLS, timeout, an address refused by the
+    check): the caller learns nothing about the network behind envhub; the log keeps the detail."""
+    log.warning("registry %s could not be reached (%s): %s: %s", registry, where, type(error).__name__, error)
+    detail = f"registry {registry} could not be reached"
+    return _Transient(detail, where=where) if transient else RegistryUnavailable(detail, where=where)
 
 
 def _url_problem(url: httpx.URL, *, plain_http: bool) -> str | None:
-    """Why a URL a registry sent us to (a redirect, a token realm) must not be followed, or None."""
+    """Why a URL a registry sent us to (a redirect, a token realm) must not be followed, or None; its address is
+    checked again when connecting."""
     if url.scheme != "https" and not (plain_http and url.scheme == "http"):
         return f"{url.scheme}:// is not allowed here"
     if url.userinfo:
         return "it carries user information (user:password@)"
-    return _address_problem(url.host.lower())
+    return address_problem(url.host.lower())
 
 
 def _redacted(registry: str) -> str:

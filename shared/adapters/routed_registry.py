@@ -8,6 +8,7 @@ from datetime import datetime
 
 from shared.adapters.oci_registry import allowlist, refuse_unless_allowed
 from shared.domain.images import ImageRef
+from shared.domain.outbound import Allowlist
 from shared.ports import Registry
 
 
@@ -18,7 +19,7 @@ class RoutedRegistry:
     list, or whose name is no plain host[:port], is refused with RegistryUnavailable before `others` is asked."""
 
     def __init__(self, home_host: str, home: Registry, others: Registry, *,
-                 allowed: Collection[str] | None = None) -> None:
+                 allowed: Allowlist | Collection[str] | None = None) -> None:
         self.home_host = home_host
         self.home = home
         self.others = others

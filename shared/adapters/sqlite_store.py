@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from shared.adapters.sqlite_db import Database
-from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.domain.records import Container, EnvironmentRecord, JobRecord, with_mutable
 from shared.ports import Page
 
 _SCHEMA = """
@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS environments (
     UNIQUE (workspace, name, version)
 );
 CREATE INDEX IF NOT EXISTS environments_by_name ON environments (workspace, name, archived, seq);
+CREATE INDEX IF NOT EXISTS environments_by_hash
+    ON environments (workspace, json_extract(record, '$.description.hash'));
 CREATE TABLE IF NOT EXISTS jobs (
     workspace TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -28,6 +30,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
+# Per name: its newest version, the integer counter (as insert_next computes it) and whether all are archived.
+_CONTAINERS = (
+    "SELECT name, (SELECT version FROM environments AS n WHERE n.workspace = e.workspace AND n.name = e.name "
+    "ORDER BY seq DESC LIMIT 1), MAX(CASE WHEN version <> '' AND version NOT GLOB '*[^0-9]*' "
+    "THEN CAST(version AS INTEGER) END), MIN(archived) FROM environments AS e WHERE workspace = ? AND {where} "
+    "GROUP BY name {having} ORDER BY name LIMIT ?")
 _INSERT = ("INSERT INTO environments (workspace, name, version, anonymous, archived, record) "
            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, name, version) DO NOTHING")
 
@@ -104,12 +112,41 @@ class SqliteStore:
                 )
         return record
 
+    def update_version(self, record: EnvironmentRecord) -> EnvironmentRecord | None:
+        with self.database.transaction() as db:
+            stored = self.get(record.workspace, record.name, record.version)
+            if stored is not None:
+                stored = with_mutable(stored, record)
+                db.execute(
+                    "UPDATE environments SET archived = ?, record = ? WHERE workspace = ? AND name = ? AND version = ?",
+                    (int(stored.archived), stored.model_dump_json(), record.workspace, record.name, record.version),
+                )
+        return stored
+
+    def container(self, workspace: str, name: str) -> Container | None:
+        row = self._connection().execute(_CONTAINERS.format(where="name = ?", having=""),
+                                         (workspace, name, 1)).fetchone()
+        return None if row is None else _container(workspace, row)
+
+    def containers(self, workspace: str, *, archived: bool | None, top: int,
+                   cursor: str | None) -> Page[Container]:
+        having = "" if archived is None else f"HAVING MIN(archived) = {int(archived)}"
+        rows = self._connection().execute(_CONTAINERS.format(where="name > ? AND anonymous = 0", having=having),
+                                          (workspace, cursor or "", top + 1)).fetchall()
+        page = [_container(workspace, row) for row in rows[:top]]
+        return Page(page, rows[top - 1][0] if len(rows) > top else None)
+
     def insert_job(self, job: JobRecord) -> bool:
         cursor = self._connection().execute(
             "INSERT INTO jobs (workspace, id, record) VALUES (?, ?, ?) ON CONFLICT (workspace, id) DO NOTHING",
             (job.workspace, job.id, job.model_dump_json()),
         )
         return cursor.rowcount == 1
+
+    def has_hash(self, workspace: str, hash_hex: str) -> bool:
+        return self._connection().execute(
+            "SELECT 1 FROM environments WHERE workspace = ? "
+            "AND json_extract(record, '$.description.hash') = ? LIMIT 1", (workspace, hash_hex)).fetchone() is not None
 
     def each_version(self) -> Iterator[EnvironmentRecord]:
         cursor = self._connection().execute("SELECT record FROM environments ORDER BY seq")
@@ -121,6 +158,12 @@ class SqliteStore:
             "SELECT record FROM jobs WHERE workspace = ? AND id = ?", (workspace, job_id)
         ).fetchone()
         return None if row is None else JobRecord.model_validate_json(row[0])
+
+
+def _container(workspace: str, row: tuple[str, str, int | None, int]) -> Container:
+    name, newest, counter, archived = row
+    return Container(workspace=workspace, name=name, latest_version=newest, next_version=str((counter or 0) + 1),
+                     archived=bool(archived))
 
 
 def _row(record: EnvironmentRecord) -> tuple[str, str, str, int, int, str]:

@@ -47,6 +47,9 @@ class ContextManifest(BaseModel):
                 raise InvalidContext(f"the path '{entry.path}' appears twice", where=entry.path)
             seen.add(entry.path)
         folders = sorted({check_member_path(d) for d in dirs} | _parents(seen))
+        both = sorted(seen.intersection(folders))
+        if both:  # an archive may say so ('a' and 'a/b' both files); no folder on disk can be unpacked from it
+            raise InvalidContext(f"'{both[0]}' is both a file and a folder", where=both[0])
         return cls(files=tuple(entries), dirs=tuple(folders))
 
     @cached_property
@@ -95,13 +98,20 @@ def _parents(paths: Iterable[str]) -> set[str]:
 
 
 def check_member_path(path: str) -> str:
-    """Refuse absolute paths, '..' segments, empty segments and odd characters in a context member."""
+    """Refuse absolute paths, '..' and empty segments, names not in UTF-8 and odd characters in a context member."""
+    if shown(path) != path:  # a tar or a folder name of bytes that are not UTF-8, read as lone surrogates
+        raise InvalidContext(f"'{shown(path)}' is not a UTF-8 file name", where=shown(path))
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         raise InvalidContext(f"'{path}' is not a relative POSIX path", where=path or "<empty>")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidContext(f"'{path}' leaves the context or is not normalised ('.', '..' or '//')", where=path)
     return path
+
+
+def shown(name: str) -> str:
+    """A name as a message can quote it: bytes that were not UTF-8 (lone surrogates) as backslash escapes."""
+    return name if name.isascii() else name.encode("utf8", errors="backslashreplace").decode()
 
 
 def check_dockerfile_path(path: object, *, where: str = "build.dockerfile_path") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Any
@@ -78,7 +79,7 @@ def parse_document(doc: object, *, curated: bool = False, where: str = "",
     check_document(doc, limits=limits, where=where)
     if not isinstance(doc, dict):
         raise InvalidDefinition("an environment definition is a mapping of fields", where=where or "<document>")
-    unknown = sorted(set(doc) - KNOWN_FIELDS)
+    unknown = sorted({str(key) for key in doc if key not in KNOWN_FIELDS})  # YAML keys may be numbers, null, dates
     if unknown:
         raise InvalidDefinition(
             f"unknown field(s) {', '.join(unknown)}; known fields are {', '.join(sorted(KNOWN_FIELDS))}",
@@ -125,7 +126,7 @@ def _image(value: object, where: str) -> str:
 def _build(value: object, where: str) -> BuildSpec:
     if not isinstance(value, dict):
         raise InvalidDefinition("'build' is a mapping with 'context' (a digest) and 'dockerfile_path'", where=where)
-    extra = sorted(set(value) - {"context", "dockerfile_path", "path"})
+    extra = sorted({str(key) for key in value if key not in {"context", "dockerfile_path", "path"}})
     if extra:
         raise InvalidDefinition(f"unknown build field(s) {', '.join(extra)}", where=f"{where}.{extra[0]}")
     if "path" in value and "context" not in value:
@@ -154,6 +155,7 @@ def check_conda(value: object, *, where: str = "conda_file") -> dict[str, Any]:
             "(`envhub register` reads the file and does this)", where=where)
     if not isinstance(value, dict) or not value:
         raise InvalidDefinition("the conda specification is a non-empty mapping (channels, dependencies)", where=where)
+    _check_plain(value, where)
     channels = value.get("channels", [])
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise InvalidDefinition("'channels' is a list of channel names", where=f"{where}.channels")
@@ -177,7 +179,27 @@ def _mapping_or_none(value: object, where: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise InvalidDefinition("must be a mapping", where=where)
+    _check_plain(value, where)
     return value
+
+
+def _check_plain(value: object, where: str) -> None:
+    """Refuse what JSON cannot hold (YAML dates and binary, keys that are not text, NaN and infinities): these
+    fields are hashed and stored as JSON, and an unequal NaN would make a repeated registration a conflict.
+    The depth is already bounded by check_document."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidDefinition(f"the key {key!r} is not text; quote it", where=where)
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidDefinition(f"{value} is not a number JSON can hold", where=where)
+    elif value is not None and not isinstance(value, str | int | float):  # bool is an int
+        raise InvalidDefinition(f"a {type(value).__name__} value ({value!r:.40}) is not allowed here; quote it to "
+                                "make it text", where=where)
 
 
 def _os_type(value: object, where: str) -> str:

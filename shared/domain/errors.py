@@ -106,3 +106,15 @@ class StaleRecord(EnvhubError):
     """A record changed since it was read (optimistic concurrency): another handler moved it on."""
 
     slug = "stale-record"
+
+
+class Unauthenticated(EnvhubError):
+    """The request carries no valid credential."""
+
+    slug = "unauthenticated"
+
+
+class Forbidden(EnvhubError):
+    """The caller may see the workspace but lacks the role this action needs."""
+
+    slug = "forbidden"

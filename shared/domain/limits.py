@@ -3,7 +3,7 @@
 Pure: a checker over a tree given by two functions (a node's children, a node's text), so the same walk serves
 parsed Python values and PyYAML's composed nodes. Shared subtrees (YAML aliases) are measured once and then
 counted as often as they are referenced, from a memo keyed by id(): an alias bomb is refused after walking each
-distinct node once, never by expanding it.
+distinct node once, never by expanding it. The same walk refuses strings that are not Unicode (lone surrogates).
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def check_tree(root: Any, *, children: Children, text: Text, limits: DocumentLim
         value = text(node)
         if value is not None and len(value) > limits.max_string:
             raise refuse(f"a string has {len(value)} characters; at most {limits.max_string} are allowed", node)
+        if value is not None and not _unicode(value):
+            # JSON's and YAML's "\udcff" escapes make lone surrogates, which no store or response can encode.
+            mark = locate(node) if locate is not None else None
+            raise InvalidDefinition("a string holds a lone surrogate escape (such as \\udcff), which is no character",
+                                    where=f"{where}:{mark}" if mark else where)
         size, height = 1, 1
         kids = children(node)
         if kids:
@@ -112,6 +117,16 @@ def check_tree(root: Any, *, children: Children, text: Text, limits: DocumentLim
 
     visit(root, 1)
     return total
+
+
+def _unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_value(value: Any, *, limits: DocumentLimits = DEFAULT_LIMITS, where: str = "<document>") -> int:

@@ -47,6 +47,28 @@ class EnvironmentRecord(BaseModel):
         return self.description.definition
 
 
+class Container(BaseModel):
+    """A name's versions as Azure ML's environment container shows them (anonymous names are never listed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace: str
+    name: str
+    latest_version: str  # the most recently created version, archived or not
+    next_version: str  # the integer version `insert_next` would give next
+    archived: bool  # every version is archived
+
+
+def with_mutable(stored: EnvironmentRecord, source: EnvironmentRecord) -> EnvironmentRecord:
+    """`stored` with the parts a version may change taken from `source`: description, tags, properties and the
+    archived flag. Everything that shapes the image stays as stored, so the hash does too."""
+    definition = stored.definition.model_copy(update={
+        "description": source.definition.description, "tags": source.definition.tags,
+        "properties": source.definition.properties})
+    return stored.model_copy(update={"description": stored.description.model_copy(update={"definition": definition}),
+                                     "archived": source.archived})
+
+
 class JobRecord(BaseModel):
     """A submitted job and the environment version it ran with."""
 

@@ -73,7 +73,11 @@ class BuildService:
 
     def give_up(self, message: QueueMessage, reason: str) -> None:
         """Record the build as failed when its message is poisoned, and stop its run."""
-        request = BuildRequest.model_validate_json(message.body)
+        try:
+            request = BuildRequest.model_validate_json(message.body)
+        except ValueError:  # no build request at all: nothing to fail, and raising would keep it from the poison
+            log.error("poisoned message %s is no build request: %.200r", message.id, message.body)
+            return
         build = self.builds.get(request.build_id)
         if build is None or build.status.finished:
             return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, BinaryIO
 
-from shared.domain.context import ContextManifest, FileEntry, check_member_path
+from shared.domain.context import ContextManifest, FileEntry, check_member_path, shown
 from shared.domain.errors import ContextTooLarge, InvalidContext
 from shared.ports import ContextStore
 
@@ -173,7 +173,7 @@ class ContextService:
                 size += len(chunk)
                 spool.write(chunk)
             sha = digest.hexdigest()
-            if self.store.has_blob(sha):
+            if self.store.touch_blob(sha):  # reused: touched, so the garbage collector keeps it
                 return sha, size
             spool.seek(0)
             stored, stored_size = self.store.write_blob(_chunks(spool))
@@ -204,8 +204,8 @@ class ContextService:
         removed = 0
         for sha in candidates:
             if sha not in referenced:
-                self.store.delete_blob(sha)
-                removed += 1
+                # An upload reusing this blob since the listing touched it: the delete is conditional on that.
+                removed += self.store.delete_blob(sha, unless_written_after=cutoff)
         if removed:
             log.info("context garbage collection removed %d unreferenced blob(s)", removed)
         return removed
@@ -269,7 +269,7 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
 
 def _kind(member: tarfile.TarInfo) -> str:
     if member.issym():
-        return f"symbolic link to '{member.linkname}'"
+        return f"symbolic link to '{shown(member.linkname)}'"
     if member.islnk():
-        return f"hard link to '{member.linkname}'"
+        return f"hard link to '{shown(member.linkname)}'"
     return "device, fifo or other special file"

@@ -9,15 +9,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain import naming
+from shared.domain.context import ContextSource
 from shared.domain.definition import Definition, Submission, parse_document
 from shared.domain.describing import describe
 from shared.domain.errors import InvalidDefinition, NotFound, ReservedName, VersionConflict
+from shared.domain.outbound import Allowlist
 from shared.domain.records import Change, Description, EnvironmentRecord, diff
 from shared.ports import CuratedCatalog, EnvironmentStore, Page
 from shared.services.contexts import ContextService
+from shared.services.paging import page_of
 
 log = logging.getLogger(__name__)
 LATEST = "latest"
+DEFAULT_ALLOWLIST = Allowlist.parse(None)  # without the settings' list: the default registries, nothing local
 
 
 @dataclass(frozen=True)
@@ -32,18 +36,21 @@ class EnvironmentService:
     """The environment use cases."""
 
     def __init__(self, *, store: EnvironmentStore, contexts: ContextService, catalog: CuratedCatalog,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 allowed: Allowlist = DEFAULT_ALLOWLIST) -> None:
         self.store = store
         self.contexts = contexts
         self.catalog = catalog
         self.clock = clock
+        self.allowed = allowed  # the registries a definition's images may come from (ENVHUB_ALLOWED_REGISTRIES)
 
     def describe_document(self, document: dict[str, Any]) -> Description:
         """Check and describe a definition without storing anything."""
         return self.describe_submission(parse_document(document))
 
-    def describe_submission(self, submission: Submission) -> Description:
-        """Describe a parsed definition, reading its uploaded context if it has one."""
+    def describe_submission(self, submission: Submission, *, where: str = "") -> Description:
+        """Describe a parsed definition, reading its uploaded context if it has one; every image it names (the
+        image, or each one its Dockerfile pulls) must come from an allowed registry. `where` prefixes fields."""
         definition = submission.definition
         context = None
         if definition.build is not None:
@@ -53,7 +60,20 @@ class EnvironmentService:
                     f"no uploaded build context has the digest {definition.build.context}; upload it first",
                     where="build.context",
                 )
-        return describe(definition, context)
+        described = describe(definition, context)
+        self._check_registries(definition, context, where)
+        return described
+
+    def _check_registries(self, definition: Definition, context: ContextSource | None, where: str) -> None:
+        """Refuse (RefusedRegistry, a 422) images from registries off the allowlist before anything is stored:
+        what is never registered is never scanned or built."""
+        prefix = f"{where}#" if where else ""
+        if definition.image is not None:
+            self.allowed.check_reference(definition.image, where=f"{prefix}image")
+        elif definition.build is not None and context is not None:
+            dockerfile = definition.build.dockerfile
+            self.allowed.check_dockerfile(context.read_text(dockerfile) or "",
+                                          where=f"{prefix}build context: {dockerfile}")
 
     def register(self, *, workspace: str, name: str, document: dict[str, Any],
                  version: str | None = None) -> Registered:
@@ -103,11 +123,28 @@ class EnvironmentService:
                 where="name",
             )
 
-    def register_anonymous(self, *, workspace: str, definition: Definition) -> Registered:
-        """Record an inline job environment under Azure ML's anonymous name and its content version."""
-        described = self.describe_submission(Submission(name=None, version=None, definition=definition))
+    def register_anonymous(self, *, workspace: str, definition: Definition, where: str = "",
+                           version: str | None = None) -> Registered:
+        """Record an inline job environment under Azure ML's anonymous name and its content version; a `version`
+        the client computed (azure-ai-ml does) must be that one."""
+        described = self.describe_submission(Submission(name=None, version=None, definition=definition),
+                                             where=where)
+        if version is not None and version != described.anonymous_version:
+            inputs = ("the context's files and the Dockerfile path" if definition.build is not None else
+                      ", ".join(["the image", *(["the conda file"] if definition.conda_file else []),
+                                 *(["the inference config"] if definition.inference_config else [])]))
+            raise InvalidDefinition(
+                f"'{version}' is not this definition's anonymous version: Azure ML's algorithm gives "
+                f"'{described.anonymous_version}' from {inputs}, so the client hashed something else",
+                where="version")
         return self._register_explicit(workspace, naming.ANONYMOUS_NAME, described.anonymous_version, described,
                                        anonymous=True)
+
+    def knows_hash(self, workspace: str, hash_hex: str) -> bool:
+        """Whether the workspace has a version (any, anonymous and archived included) with this hash, or the
+        hash is a curated environment's (those are public)."""
+        return (self.store.has_hash(workspace, hash_hex)
+                or any(c.description.hash == hash_hex for c in self.catalog.all()))
 
     def get(self, *, workspace: str, name: str, version: str) -> EnvironmentRecord:
         """One version, or the latest when `version` is 'latest'; curated names resolve in the catalog."""
@@ -127,11 +164,11 @@ class EnvironmentService:
 
     def list_latest(self, *, workspace: str, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
         """Latest version of each name, anonymous and archived hidden."""
-        return self.store.list_latest(workspace, top=top, cursor=cursor)
+        return page_of(lambda: self.store.list_latest(workspace, top=top, cursor=cursor))
 
     def history(self, *, workspace: str, name: str, top: int, cursor: str | None) -> Page[EnvironmentRecord]:
         """Every version of a name, newest first."""
-        page = self.store.history(workspace, name, top=top, cursor=cursor)
+        page = page_of(lambda: self.store.history(workspace, name, top=top, cursor=cursor))
         if not page.items and cursor is None:
             curated = self.catalog.get(name)
             if curated is not None:

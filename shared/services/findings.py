@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from shared.domain.errors import InvalidDefinition, NotFound, StaleRecord
 from shared.domain.scans import Finding, FindingStatus
 from shared.ports import Page, ScanStore
+from shared.services.paging import page_of
 
 MAX_ATTEMPTS = 20
 
@@ -22,7 +23,7 @@ class FindingService:
     def list_findings(self, *, workspace: str, top: int, cursor: str | None,
                       statuses: frozenset[FindingStatus] | None = None) -> Page[Finding]:
         """A workspace's findings, optionally of some statuses."""
-        return self.scans.list_findings(workspace, top=top, cursor=cursor, statuses=statuses)
+        return page_of(lambda: self.scans.list_findings(workspace, top=top, cursor=cursor, statuses=statuses))
 
     def get(self, *, workspace: str, finding_id: str) -> Finding:
         """One finding."""

@@ -159,19 +159,21 @@ class ImageService:
         return ImageDetails(image=str(target), exists=digest is not None, digest=digest, dockerfile=dockerfile,
                             build=build, user_image=False, resolved={} if build is None else dict(build.resolved))
 
-    def get_build(self, build_id: str) -> BuildRecord:
-        """One build record."""
+    def get_build(self, workspace: str, build_id: str) -> BuildRecord:
+        """One build record, seen only from a workspace with an environment of that hash (the image cache is
+        shared across workspaces; what was built, and its log, are not)."""
         build = self.builds.get(build_id)
-        if build is None:
+        if build is None or not self.environments.knows_hash(workspace, build.hash):
             raise NotFound(f"no build '{build_id}'", where=build_id)
         return build
 
-    def read_log(self, build_id: str, offset: int) -> tuple[BuildRecord, list[str]]:
+    def read_log(self, workspace: str, build_id: str, offset: int) -> tuple[BuildRecord, list[str]]:
         """A build and its log lines from `offset`."""
-        return self.get_build(build_id), self.builds.read_log(build_id, offset)
+        return self.get_build(workspace, build_id), self.builds.read_log(build_id, offset)
 
-    def cancel(self, build_id: str) -> BuildRecord:
+    def cancel(self, workspace: str, build_id: str) -> BuildRecord:
         """Cancel a build: at once when no run has started, within a check when one is running."""
+        self.get_build(workspace, build_id)
         build = self.building.cancel(build_id)
         if build is None:
             raise NotFound(f"no build '{build_id}'", where=build_id)

@@ -38,7 +38,8 @@ class JobService:
         elif isinstance(environment, dict):
             inline = {k: v for k, v in environment.items() if k not in ("name", "version")}
             definition = parse_document(inline, where="environment").definition
-            record = self.environments.register_anonymous(workspace=workspace, definition=definition).record
+            record = self.environments.register_anonymous(workspace=workspace, definition=definition,
+                                                          where="environment").record
         else:
             raise InvalidDefinition("a job names its environment: 'azureml:name:version', 'azureml:name@latest' "
                                     "or an inline definition", where="environment")

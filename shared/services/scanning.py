@@ -17,6 +17,7 @@ from shared.domain.records import EnvironmentRecord
 from shared.domain.scans import RefFacts, Scan, ScanRequest, ScanStatus, Trigger
 from shared.ports import CuratedCatalog, EnvironmentStore, Page, QueueMessage, QueueSender, Registry, ScanStore
 from shared.services import optimistic
+from shared.services.paging import page_of
 from shared.services.scan_conclusions import Concluder
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class ScanService:
 
     def list_scans(self, *, top: int, cursor: str | None) -> Page[Scan]:
         """Scans, newest first."""
-        return self.scans.list_scans(top=top, cursor=cursor)
+        return page_of(lambda: self.scans.list_scans(top=top, cursor=cursor))
 
     def handle_message(self, message: QueueMessage) -> None:
         """The queue's entry point: observe one repository; the last one concludes the scan."""
@@ -90,7 +91,11 @@ class ScanService:
 
     def give_up(self, message: QueueMessage, reason: str) -> None:
         """A repository message that kept failing counts as done with an error, so the scan still ends."""
-        request = ScanRequest.model_validate_json(message.body)
+        try:
+            request = ScanRequest.model_validate_json(message.body)
+        except ValueError:  # no scan request at all: nothing to count, and raising would keep it from the poison
+            log.error("poisoned message %s is no scan request: %.200r", message.id, message.body)
+            return
         scan = self._change(request.scan_id, lambda s: None if request.repository in s.done else {
             "done": [*s.done, request.repository], "errors": {**s.errors, request.repository: reason}})
         if scan is not None and set(scan.done) >= set(scan.repositories) and scan.status is ScanStatus.RUNNING:

@@ -48,6 +48,15 @@ class BoundedSafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        # PyYAML's constructors trust a scalar to fit its tag: `!!int ""`, `!!bool x`, `!!timestamp 2024-13-45`
+        # or an integer past Python's 4300-digit limit raise plain IndexError, KeyError or ValueError otherwise.
+        try:
+            return super().construct_object(node, deep)
+        except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as error:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value does not fit its type {node.tag} ({error})", node.start_mark) from error
+
 
 def _node_children(node: Any) -> list[Any] | None:
     if isinstance(node, MappingNode):

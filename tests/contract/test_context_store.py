@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,19 @@ def test_a_large_blob_is_committed_whole_from_staged_blocks(request: pytest.Fixt
     sha, _ = store.write_blob([os.urandom(3 * BLOCK + 1)])
     committed, uncommitted = store.container.get_blob_client(f"blobs/{sha}").get_block_list("all")
     assert (len(committed), len(uncommitted)) == (4, 0)  # the path where atomicity rests on the commit
+
+
+def test_touch_protects_a_reused_blob_from_a_conditional_delete(backend: ContextBackend) -> None:
+    store = backend.store
+    sha, _ = store.write_blob([b"reused content"])
+    written = dict(store.blobs())[sha]
+    assert not store.touch_blob("0" * 64) and not store.touch_blob("../x")
+    time.sleep(1.1)  # Last-Modified has a resolution of one second in Blob Storage
+    assert store.touch_blob(sha)
+    touched = dict(store.blobs())[sha]
+    assert touched > written
+    store.delete_blob(sha, unless_written_after=written)  # the collector's cutoff: touched since, so kept
+    assert store.has_blob(sha)
+    store.delete_blob(sha, unless_written_after=touched + timedelta(seconds=1))
+    assert not store.has_blob(sha)
+    store.delete_blob(sha, unless_written_after=touched)  # already gone: no error

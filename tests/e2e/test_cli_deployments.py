@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support import REPO
+from tests.support import REPO, cli_env
 
 ENVHUB = [sys.executable, "-m", "cli.main"]
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -17,7 +17,7 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 def envhub(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*ENVHUB, *args], capture_output=True, text=True, cwd=REPO, timeout=60,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200", **cli_env(*args)})
     if ok:
         assert result.returncode == 0, result.stderr
     return result

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli_session import ENVHUB, envhub, write_env
-from tests.support import REPO
+from tests.support import REPO, cli_env
 
 
 def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
@@ -147,7 +147,7 @@ def test_ctrl_c_while_following_leaves_the_build_running_and_says_so(server: str
     _sleeper(tmp_path, server, 60)
     process = subprocess.Popen([*ENVHUB, "build", "sleeper:1", "--url", server, "--poll", "0.2"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "COLUMNS": "300"})
+                               env={**os.environ, "COLUMNS": "300", **cli_env(server)})
     image = json.loads(envhub("image", "sleeper:1", "--url", server, "--json").stdout)
     deadline = time.monotonic() + 30
     while image["build_status"] not in ("running",) and time.monotonic() < deadline:

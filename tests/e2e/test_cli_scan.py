@@ -7,14 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from tests.e2e.test_cli_session import envhub
 from tests.registry_seed import push_history
+from tests.support import authed
 
 
 def test_scan_then_findings(server: str, tmp_path: Path) -> None:
-    registry = httpx.get(f"{server}/api/health").json()["registry"]["host"]
+    registry = authed.get(f"{server}/api/health").json()["registry"]["host"]
     now = datetime.now(UTC)
     push_history(registry, "team/base", [("20240101.v1", now - timedelta(days=90)),
                                          ("20240201.v1", now - timedelta(days=40))])

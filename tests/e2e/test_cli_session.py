@@ -10,14 +10,14 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, cli_env
 
 ENVHUB = [sys.executable, "-m", "cli.main"]
 
 
 def envhub(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*ENVHUB, *args], capture_output=True, text=True, cwd=REPO, timeout=60,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200", **cli_env(*args)})
     if ok:
         assert result.returncode == 0, result.stderr
     return result

@@ -6,20 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
 from tests.integration.test_anonymous_oracle import BASE, azure_version
-from tests.support import conda_specs, corpus, curated_assets, example_yamls, ids
+from tests.support import authed, cli_env, conda_specs, corpus, curated_assets, example_yamls, ids
 
 runner = CliRunner()
+# The one corpus base on no registry envhub contacts by default (ENVHUB_ALLOWED_REGISTRIES): refused, and said so.
+OFF_THE_LIST = "ptebic.azurecr.io"
 
 
 def cli(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(app, list(args), env=cli_env(*args))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -44,11 +45,17 @@ def test_examples_register(module_server: str, path: Path) -> None:
         assert code == 2 and "conda.yaml" in err and "does not exist" in err
         # the YAML sent as it is: the service cannot read the client's file, and says so
         raw = yaml.safe_load(path.read_text())
-        response = httpx.post(f"{module_server}/api/workspaces/corpus/environments/{raw['name']}/versions",
+        response = authed.post(f"{module_server}/api/workspaces/corpus/environments/{raw['name']}/versions",
                               json=raw)
         assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
         problem = response.json()
         assert problem["where"] == "conda_file" and "'conda.yaml' is a file on the client" in problem["detail"]
+        return
+    dockerfile = path.parent / "context" / "Dockerfile"
+    if dockerfile.is_file() and f"FROM {OFF_THE_LIST}/" in dockerfile.read_text():
+        code, _, err = cli("register", str(path), "--url", module_server, "--workspace", "corpus")
+        assert code != 0 and "ENVHUB_ALLOWED_REGISTRIES" in err and OFF_THE_LIST in err, err
+        assert "build context: Dockerfile, line 1" in err, err
         return
     name = yaml.safe_load(path.read_text())["name"]
     record = register_and_compare(module_server, path, "--name", f"ex-{path.parent.name[-40:]}")

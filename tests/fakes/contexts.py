@@ -53,11 +53,23 @@ class FakeContextStore:
         self._answer()
         return is_sha256(sha256) and sha256 in self.blob_data
 
-    def delete_blob(self, sha256: str) -> None:
+    def delete_blob(self, sha256: str, *, unless_written_after: datetime | None = None) -> bool:
         self._answer()
         with self._lock:
+            written = self.written.get(sha256)
+            if written is None or (unless_written_after is not None and written > unless_written_after):
+                return False
             self.blob_data.pop(sha256, None)
             self.written.pop(sha256, None)
+            return True
+
+    def touch_blob(self, sha256: str) -> bool:
+        self._answer()
+        with self._lock:
+            if sha256 not in self.blob_data:
+                return False
+            self.written[sha256] = datetime.now(UTC)
+            return True
 
     def blobs(self) -> Iterator[tuple[str, datetime]]:
         self._answer()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from shared.domain.builds import BuildRecord
 from shared.domain.errors import NotFound, StaleRecord
-from shared.domain.records import EnvironmentRecord, JobRecord
+from shared.domain.records import Container, EnvironmentRecord, JobRecord, with_mutable
 from shared.ports import Page
 
 
@@ -90,6 +90,36 @@ class FakeEnvironmentStore(_Answering):
             self._versions[self._versions.index(record)] = changed
             return changed
 
+    def update_version(self, record: EnvironmentRecord) -> EnvironmentRecord | None:
+        self._answer()
+        with self._lock:
+            stored = self.get(record.workspace, record.name, record.version)
+            if stored is None:
+                return None
+            changed = with_mutable(stored, record)
+            self._versions[self._versions.index(stored)] = changed
+            return changed
+
+    def container(self, workspace: str, name: str) -> Container | None:
+        self._answer()
+        with self._lock:
+            versions = self._of(workspace, name)
+        if not versions:
+            return None
+        counter = max((int(r.version) for r in versions if r.version.isascii() and r.version.isdigit()), default=0)
+        return Container(workspace=workspace, name=name, latest_version=versions[-1].version,
+                         next_version=str(counter + 1), archived=all(r.archived for r in versions))
+
+    def containers(self, workspace: str, *, archived: bool | None, top: int,
+                   cursor: str | None) -> Page[Container]:
+        self._answer()
+        with self._lock:
+            names = sorted({r.name for r in self._versions
+                            if r.workspace == workspace and not r.anonymous and r.name > (cursor or "")})
+            found = [c for c in (self.container(workspace, n) for n in names)
+                     if c is not None and archived in (None, c.archived)]
+        return Page(found[:top], found[top - 1].name if len(found) > top else None)
+
     def insert_job(self, job: JobRecord) -> bool:
         self._answer()
         with self._lock:
@@ -97,6 +127,11 @@ class FakeEnvironmentStore(_Answering):
                 return False
             self._jobs[job.workspace, job.id] = job
             return True
+
+    def has_hash(self, workspace: str, hash_hex: str) -> bool:
+        self._answer()
+        with self._lock:
+            return any(v.workspace == workspace and v.description.hash == hash_hex for v in self._versions)
 
     def each_version(self) -> Iterator[EnvironmentRecord]:
         self._answer()

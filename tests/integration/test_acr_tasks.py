@@ -20,6 +20,7 @@ from shared.adapters.oci_registry import OciRegistry
 from shared.domain.builds import RunState, RunStatus
 from shared.domain.errors import BuilderUnavailable, BuildFailed
 from shared.domain.images import ImageRef
+from shared.domain.outbound import Allowlist
 from shared.domain.plans import BuildPlan
 from shared.settings import Settings
 from shared.sources.folders import ContextFolder
@@ -290,7 +291,7 @@ def test_local_mode_builds_through_the_stand_in_into_a_real_registry(tmp_path: P
         buildah = BuildahBuilder(tmp_path / "buildah", insecure_registries=frozenset({registry.host}))
         runner = LocalRunner(buildah, registry.host, tmp_path / "runs")
         with serving(tmp_path / "tls", runner) as served:
-            builder = builder_for(served)
+            builder = builder_for(served, allowed=Allowlist.parse(registry.host))  # a loopback base, listed
             dockerfile = (f"FROM {registry.base}\nCOPY hello.txt /hello.txt\n"
                           "RUN cat /hello.txt && echo built > /built\n")
             context = context_folder(tmp_path / "context", dockerfile)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from functions.http_api import create_app
 from shared.bootstrap import build_services
 from shared.settings import Settings
+from tests.auth import authorized
 from tests.integration.test_api_environments import SKLEARN, WS, assert_problem, register
 
 
@@ -87,7 +88,7 @@ def test_not_an_archive_and_wrong_media_type(api: TestClient) -> None:
 
 def test_oversized_upload_is_413(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", max_upload_bytes=1000, max_context_bytes=5000)
-    with TestClient(create_app(build_services(settings))) as api:
+    with authorized(TestClient(create_app(build_services(settings)))) as api:
         big = tar_gz([*GOOD, member("blob", bytes(range(256)) * 4000)])
         assert_problem(upload(api, big), 413, "limit")
         bomb = tar_gz([*GOOD, member("zeros", b"\0" * 100_000)])

@@ -16,6 +16,7 @@ from functions.http_api import create_app
 from shared.bootstrap import Services, build_services
 from shared.domain.scans import Deployment
 from shared.settings import Settings
+from tests.auth import authorized
 from tests.fakes.registry import FakeRegistry
 
 WS = "/api/workspaces/team"
@@ -52,7 +53,7 @@ class Api:
 def api(tmp_path: Path) -> Iterator[Api]:
     registry = FakeRegistry()
     services = build_services(Settings(data_dir=tmp_path / "data", registry="reg:5000"), registry=registry)
-    with TestClient(create_app(services)) as client:
+    with authorized(TestClient(create_app(services))) as client:
         yield Api(client, services, registry)
 
 

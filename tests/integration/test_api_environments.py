@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from functions.http_api import create_app
 from shared.bootstrap import build_services
 from shared.settings import Settings
+from tests.auth import authorized
 
 WS = "/api/workspaces/team"
 SKLEARN: dict[str, Any] = {
@@ -184,7 +185,7 @@ def test_health_names_each_ports_adapter_and_whether_it_answers(tmp_path: Path) 
 
     down = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings = Settings(data_dir=tmp_path / "data", registry=down, insecure_registries=down)
-    with TestClient(create_app(build_services(settings))) as client:
+    with authorized(TestClient(create_app(build_services(settings)))) as client:
         health = client.get("/api/health").json()
     assert health["status"] == "degraded"
     assert {port: health[port]["kind"] for port in ("store", "builds", "contexts", "queue", "builder", "registry")} \

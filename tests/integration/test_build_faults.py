@@ -124,7 +124,7 @@ def test_cancel_of_a_running_build_stops_its_run(tmp_path: Path) -> None:
     worker.run_once()  # dispatch
     running = services.images.builds.get(build.id)
     assert running is not None and running.status == "running" and running.run_id is not None
-    services.images.cancel(build.id)
+    services.images.cancel("w", build.id)
     done = drain(services, worker, build.id)
     assert done.status == "cancelled" and fake.runs[running.run_id].cancelled
 
@@ -132,7 +132,7 @@ def test_cancel_of_a_running_build_stops_its_run(tmp_path: Path) -> None:
 def test_cancel_before_dispatch_is_immediate(tmp_path: Path) -> None:
     services, worker, fake = wire(tmp_path)
     build = ensure(services)
-    assert services.images.cancel(build.id).status == "cancelled"
+    assert services.images.cancel("w", build.id).status == "cancelled"
     drain(services, worker, build.id)
     assert fake.starts == 0
 

@@ -19,6 +19,7 @@ from shared.bootstrap import Services, build_services
 from shared.domain.images import ImageRef
 from shared.local_stack import worker_for
 from shared.settings import Settings
+from tests.auth import authorized
 from tests.integration.test_api_contexts_jobs import member, tar_gz, upload
 from tests.integration.test_api_environments import WS, assert_problem, register
 from tests.stack import RunningRegistry, running_registry
@@ -67,7 +68,7 @@ def settings_for(tmp_path: Path, reg: RunningRegistry, **extra: Any) -> Settings
 @pytest.fixture
 def stack(tmp_path: Path, reg: RunningRegistry) -> Iterator[Stack]:
     services = build_services(settings_for(tmp_path, reg))
-    with TestClient(create_app(services)) as client:
+    with authorized(TestClient(create_app(services))) as client:
         running = Stack(services, client)
         running.thread.start()
         yield running
@@ -170,7 +171,7 @@ def test_registry_down_is_503_and_queues_nothing(tmp_path: Path) -> None:
     host = f"127.0.0.1:{free_port()}"
     settings = Settings(data_dir=tmp_path / "data", registry=host, insecure_registries=host)
     services = build_services(settings)
-    with TestClient(create_app(services)) as api:
+    with authorized(TestClient(create_app(services))) as api:
         register(api, "e", {"image": "python:3.11", "conda_file": {"dependencies": ["python=3.11"]}})
         response = api.post(f"{WS}/environments/e/versions/1/image")
         body = assert_problem(response, 503, host)
@@ -181,7 +182,7 @@ def test_registry_down_is_503_and_queues_nothing(tmp_path: Path) -> None:
 
 def test_a_build_past_its_timeout_is_stopped_and_failed(tmp_path: Path, reg: RunningRegistry) -> None:
     services = build_services(settings_for(tmp_path, reg, build_timeout_seconds=3))
-    with TestClient(create_app(services)) as client:
+    with authorized(TestClient(create_app(services))) as client:
         stack = Stack(services, client)
         stack.thread.start()
         try:

@@ -25,7 +25,8 @@ from shared.adapters.local_registry import LocalRegistry
 from shared.bootstrap import build_services
 from shared.domain.errors import RegistryUnavailable
 from shared.settings import Settings
-from tests.support import unavailable
+from tests.auth import admin_token
+from tests.support import SERVER_TOKENS, auth_for, authed, unavailable
 
 pytestmark = pytest.mark.integration
 WS = "/api/workspaces/w"
@@ -144,17 +145,20 @@ def stalled_server(tmp_path: Path, stalled_host: str) -> Iterator[str]:
     settings = Settings(data_dir=tmp_path / "data", registry=stalled_host, insecure_registries=stalled_host,
                         worker=False)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(build_services(settings)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    services = build_services(settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    SERVER_TOKENS[url] = admin_token(services)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        SERVER_TOKENS.pop(url, None)
         server.should_exit = True
         thread.join(timeout=20)
 
@@ -162,12 +166,12 @@ def stalled_server(tmp_path: Path, stalled_host: str) -> Iterator[str]:
 def test_a_stalled_registry_holds_up_no_other_route(stalled_server: str) -> None:
     url = stalled_server
     definition = {"image": "python:3.11", "conda_file": {"dependencies": ["python=3.11"]}}
-    assert httpx.post(f"{url}{WS}/environments/e/versions", json=definition).status_code == 201
+    assert authed.post(f"{url}{WS}/environments/e/versions", json=definition).status_code == 201
     timings: list[float] = []
     stop = threading.Event()
 
     def probe_others() -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=auth_for(url)) as client:
             while not stop.is_set():
                 for path in ("/api/health/live", f"{WS}/environments/e/versions/1", f"{WS}/environments"):
                     started = time.monotonic()
@@ -176,7 +180,7 @@ def test_a_stalled_registry_holds_up_no_other_route(stalled_server: str) -> None
                 time.sleep(0.01)
 
     # One client for all: a client per request would spend seconds of this process's CPU on TLS contexts.
-    ensurer = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=100))
+    ensurer = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=100), headers=auth_for(url))
 
     def ensure(_: int) -> tuple[int, float]:
         started = time.monotonic()
@@ -200,7 +204,7 @@ def test_a_stalled_registry_holds_up_no_other_route(stalled_server: str) -> None
 
     # The circuit is open now: an ensure is answered at once, with no connection to the registry.
     started = time.monotonic()
-    response = httpx.post(f"{url}{WS}/environments/e/versions/1/image", timeout=10)
+    response = authed.post(f"{url}{WS}/environments/e/versions/1/image", timeout=10)
     assert response.status_code == 503 and time.monotonic() - started < 0.5
     assert int(response.headers["Retry-After"]) > 0
 

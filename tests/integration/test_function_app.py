@@ -34,12 +34,14 @@ from shared.domain.images import ImageRef
 from shared.domain.scans import ScanRequest
 from shared.settings import Settings
 from tests.emulators import azurite_or_skip, cosmos_or_skip
+from tests.faulty_proxy import failing_for
 from tests.integration.test_api_contexts_jobs import member, tar_gz
 from tests.registry_seed import push_history
 from tests.stack import running_registry
 from tests.standins.arm import serving
 from tests.standins.local_runs import LocalRunner
 from tests.support import REPO
+from tests.unit.test_entra import header as easy_auth
 
 pytestmark = pytest.mark.integration
 INFRA = REPO / "infra"
@@ -47,6 +49,7 @@ RESOURCE_ID = "/subscriptions/0000-sub/resourceGroups/rg-envhub/providers/Micros
 # Settings that only an emulator takes (Settings refuses keys and connection strings for Azure endpoints).
 EMULATOR_ONLY = {"cosmos_key", "cosmos_create", "storage_connection_string", "storage_create"}
 # Read by the Functions host, Application Insights or azure-identity, never by envhub's code.
+ENVHUB_ADMINS = "00000000-0000-0000-0000-00000000ad51"  # an Entra ID group mapped to envhub admins
 HOST_PREFIXES = ("AzureWebJobsStorage__", "APPLICATIONINSIGHTS_")
 SDK_SETTINGS = {"AZURE_CLIENT_ID"}
 # The adapters that serve the Azure home, and the triggers.
@@ -165,19 +168,22 @@ class Context:
 class Azure:
     """function_app imported on infra's settings, and what its triggers need."""
 
-    def __init__(self, module: ModuleType, registry_host: str) -> None:
+    def __init__(self, module: ModuleType, registry_host: str, public_host: str = "") -> None:
         self.module = module
         self.services = module.services
         self.registry_host = registry_host
+        self.public_host = public_host  # another registry than the workspace's, on the allowlist
         self.functions = {f.get_function_name(): f for f in module.app.get_functions()}
         self.runner = asyncio.Runner()
 
     def http(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-             content_type: str = "application/json") -> tuple[int, Any]:
+             content_type: str = "application/json", signed_in: bool = True) -> tuple[int, Any]:
         handler = self.functions["http_app_func"].get_user_function()
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        # App Service Authentication validated an Entra ID token and passes its claims on in this header.
+        principal = {"x-ms-client-principal": easy_auth(("groups", ENVHUB_ADMINS))} if signed_in else {}
         request = func.HttpRequest(method=method, url=f"http://localhost/api{path}",
-                                   headers={"content-type": content_type}, body=data)
+                                   headers={"content-type": content_type, **principal}, body=data)
         response: func.HttpResponse = self.runner.run(handler(request, Context()))
         return response.status_code, json.loads(response.get_body() or b"null")
 
@@ -210,6 +216,7 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
         stack.callback(monkeypatch.undo)
         azurite, cosmos = azurite_or_skip(stack), cosmos_or_skip(stack)
         reg = stack.enter_context(running_registry(folder))
+        public = stack.enter_context(failing_for(reg.host))  # the same registry on another loopback port
         builder = BuildahBuilder(folder / "acr-buildah", insecure_registries=frozenset({reg.host}),
                                  unqualified_registry=reg.host)
         arm = stack.enter_context(serving(folder / "arm", LocalRunner(builder, reg.host, folder / "runs")))
@@ -224,13 +231,15 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
             "registry.outputs.id": RESOURCE_ID,
             "environment().resourceManager": arm.url,
             "identity.outputs.clientId": str(uuid.uuid4()),
+            "string(entraGroups)": json.dumps({ENVHUB_ADMINS: "admin"}),
         })
         env |= {
             # What only an emulator needs: its key and connection string, and containers and queues created.
             "ENVHUB_COSMOS_KEY": cosmos.key, "ENVHUB_COSMOS_CREATE": "true",
             "ENVHUB_STORAGE_CONNECTION_STRING": azurite.connection_string, "ENVHUB_STORAGE_CREATE": "true",
-            # A Distribution registry over http stands in for ACR, and (under its other name) for a public one.
-            "ENVHUB_INSECURE_REGISTRIES": f"{reg.host},{reg.host.replace('127.0.0.1', 'localhost')}",
+            # A Distribution registry over http stands in for ACR, and (behind a proxy) for a public one, listed.
+            "ENVHUB_INSECURE_REGISTRIES": f"{reg.host},{public}",
+            "ENVHUB_ALLOWED_REGISTRIES": f"mcr.microsoft.com,docker.io,{public}",
             # App Service's managed identity endpoint, served by the stand-in; its certificate trusted here only.
             "IDENTITY_ENDPOINT": f"{arm.url}/msi/token", "IDENTITY_HEADER": "stand-in",
             "REQUESTS_CA_BUNDLE": str(arm.ca_file), "SSL_CERT_FILE": str(arm.ca_file),
@@ -243,7 +252,7 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
         sys.modules.pop("function_app", None)
         module = importlib.import_module("function_app")
         stack.callback(sys.modules.pop, "function_app", None)
-        azure = Azure(module, reg.host)
+        azure = Azure(module, reg.host, public)
         stack.callback(azure.runner.close)
         yield azure
 
@@ -269,8 +278,12 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     kinds = {port: entry["kind"] for port, entry in health.items() if port != "status"}
     assert kinds == {"store": "cosmos", "builds": "cosmos", "contexts": "blob", "queue": "storage",
                      "builder": "acr_tasks", "registry": "acr", "deployments": "cosmos", "scans": "cosmos",
-                     "scan_queue": "storage", "notifier": "none"}
+                     "scan_queue": "storage", "notifier": "none", "tokens": "cosmos", "audit": "cosmos"}
     assert health["status"] == "ok", json.dumps(health, indent=1)
+    # ENVHUB_AUTH=entra from infra: no principal from App Service, no access; the admin's changes are audited
+    status, problem = azure.http("GET", "/workspaces/w/environments", signed_in=False)
+    assert status == 401 and problem["type"] == "urn:envhub:problem:unauthenticated"
+    assert azure.http("GET", "/workspaces/w/environments")[0] == 200
 
 
 def test_register_build_and_hit_through_the_triggers(azure: Azure) -> None:
@@ -331,8 +344,8 @@ def test_the_recovery_timer_resends_a_stale_build(azure: Azure, monkeypatch: pyt
 
 def test_the_patch_scan_timer_fans_out_and_the_queue_trigger_scans(azure: Azure) -> None:
     # A public base image: another registry than the workspace's (its listing is ACR's own /acr/v1 API, which
-    # the Distribution registry standing in for ACR lacks), so the same registry under its other name.
-    host = azure.registry_host.replace("127.0.0.1", "localhost")
+    # the Distribution registry standing in for ACR lacks), so the same registry behind a proxy.
+    host = azure.public_host
     push_history(host, "patched/base", [("20230620.v1", datetime(2023, 6, 20, tzinfo=UTC)),
                                          ("20231010.v1", datetime(2023, 10, 10, tzinfo=UTC))])
     status, _ = azure.http("PUT", "/workspaces/w/environments/on-old-base/versions/1",

@@ -22,6 +22,7 @@ from shared.adapters.azurite import Azurite
 from shared.bootstrap import build_services
 from shared.services.contexts import ContextService, Limits
 from shared.settings import Settings
+from tests.auth import authorized
 from tests.contract.storage_backends import CONTEXT_STORES, azurite_running, make_context_store
 from tests.integration.test_api_environments import SKLEARN, WS, assert_problem, register
 from tests.unit.test_limits import bomb_yaml, many_files
@@ -39,7 +40,7 @@ def hostile(data: Path) -> Iterator[TestClient]:
     """The API as wired in production: the body limits around the app."""
     app = create_app(build_services(Settings(data_dir=data, max_context_files=1000)))
     app.add_middleware(BodyLimits)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with authorized(TestClient(app, raise_server_exceptions=False)) as client:
         yield client
 
 
@@ -119,6 +120,12 @@ def test_too_many_tags_and_long_strings(hostile: TestClient) -> None:
 def test_many_nodes_are_refused(hostile: TestClient) -> None:
     body = {**SKLEARN, "inference_config": {"items": list(range(100_001))}}
     assert_problem(timed(lambda: hostile.post(f"{WS}/environments/n/versions", json=body)), 422, "more than 100000")
+
+
+def test_a_lone_surrogate_is_quoted_back_not_a_500(hostile: TestClient) -> None:
+    body = b'{"name": "\\udcff", "image": "python:3.11"}'  # valid JSON, not encodable as UTF-8 once decoded
+    response = hostile.post(f"{WS}/environments/x/versions", content=body, headers={"content-type": "application/json"})
+    assert_problem(response, 422, "\\udcff")
 
 
 def test_versions_are_canonical(hostile: TestClient) -> None:

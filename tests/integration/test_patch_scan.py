@@ -16,6 +16,7 @@ import pytest
 from shared.adapters.webhook import WebhookNotifier
 from shared.bootstrap import Services, build_services
 from shared.domain.builds import BuildStatus
+from shared.domain.outbound import RefusedRegistry
 from shared.domain.scans import Scan, ScanStatus
 from shared.local_stack import scheduler_for, worker_for
 from shared.settings import Settings
@@ -102,7 +103,7 @@ def scanning(seeded: Seeded, tmp_path: Path) -> Scanning:
     host = seeded.host
     settings = Settings(data_dir=tmp_path / "data", registry=host, insecure_registries=f"{host},{seeded.proxy}",
                         unqualified_registry=host, worker=False, build_check_seconds=0.01,
-                        build_check_max_seconds=0.02)
+                        build_check_max_seconds=0.02, allowed_registries=seeded.proxy)  # another registry
     services = build_services(settings, builder=FakeBuilder({}))
     services.scanning.clock = services.scanning.concluder.clock = lambda: NOW
     records: dict[str, Any] = {}
@@ -269,14 +270,21 @@ def test_a_moved_base_is_rebuilt_and_deployments_on_the_old_image_are_flagged(sc
 
 def test_registries_off_the_allowlist_are_never_asked(seeded: Seeded, tmp_path: Path) -> None:
     host = seeded.host
-    settings = Settings(data_dir=tmp_path / "data", registry=host, insecure_registries=f"{host},{seeded.proxy}",
-                        unqualified_registry=host, worker=False, allowed_registries=host)
-    services = build_services(settings, builder=FakeBuilder({}))
+
+    def listing(allowed: str) -> Services:
+        return build_services(Settings(data_dir=tmp_path / "data", registry=host, unqualified_registry=host,
+                                       insecure_registries=f"{host},{seeded.proxy}", worker=False,
+                                       allowed_registries=allowed), builder=FakeBuilder({}))
+
+    # Registered while the proxy was listed; the list has been narrowed since.
     elsewhere = {"image": f"{seeded.proxy}/stable/img:1.0.0"}
-    services.environments.register(workspace=WS, name="elsewhere", document=elsewhere)
+    listing(seeded.proxy).environments.register(workspace=WS, name="elsewhere", document=elsewhere)
+    services = listing(host)
+    with pytest.raises(RefusedRegistry, match="ENVHUB_ALLOWED_REGISTRIES"):  # now refused when registered
+        services.environments.register(workspace=WS, name="again", document=elsewhere)
     services.environments.register(workspace=WS, name="home", document={"image": f"{host}/msft/base:20230620.v1"})
     scan = Scanning(services, seeded, {}).scan()
-    assert "not on the allowlist" in scan.errors[f"{seeded.proxy}/stable/img"]
+    assert "ENVHUB_ALLOWED_REGISTRIES" in scan.errors[f"{seeded.proxy}/stable/img"]
     assert services.registry.requests[f"GET {seeded.proxy}"] == 0  # type: ignore[attr-defined]
     assert services.registry.requests[f"HEAD {seeded.proxy}"] == 0  # type: ignore[attr-defined]
     assert findings_of(scan) == {"home:1": ("patch_available", "20231010.v1", True)}

@@ -20,10 +20,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared.adapters.acr_registry import AcrRegistry
-from shared.adapters.oci_registry import OciRegistry, host_problem, parse_created
+from shared.adapters.oci_registry import OciRegistry, parse_created
 from shared.adapters.routed_registry import RoutedRegistry
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import ImageRef
+from shared.domain.outbound import host_problem
 from tests.fakes.registry import FakeRegistry
 from tests.registry_seed import copy_tag, delete_tag, local_registry, push_history, push_image, push_index
 from tests.stack import free_port
@@ -285,7 +286,8 @@ def test_a_config_redirected_to_storage_is_fetched_without_the_registry_token() 
                 return 307, {"Location": f"http://{storage.host}{urlsplit(request.path).path}?signed=1"}, b""
             return distribution(request)
 
-        with stand_in(answer) as server, fast(server.host) as client:
+        # The storage stand-in is on loopback: named exempt from the address check, as a CDN's public address passes.
+        with stand_in(answer) as server, fast(server.host, exempt={storage.host}) as client:
             assert client.created(at(server.host, "team/app", "v1")) == FEB
         assert [urlsplit(s.path).path for s in storage.seen] == [f"/v2/team/app/blobs/{CONFIG_DIGEST}"]
         assert "authorization" not in storage.seen[0].headers
@@ -443,7 +445,7 @@ def test_a_registry_off_the_allowlist_is_refused_without_a_connection() -> None:
             for call in (lambda: client.head(at(other, "team/app", "v1")),
                          lambda: client.tags(other, "team/app"),
                          lambda: client.created(at(other, "team/app", "v1"))):
-                with pytest.raises(RegistryUnavailable, match=r"not on the allowlist \(ENVHUB_ALLOWED_REGISTRIES\)"):
+                with pytest.raises(RegistryUnavailable, match="ENVHUB_ALLOWED_REGISTRIES"):
                     call()
             assert server.connections == 0 and sum(client.requests.values()) == 0
             assert client.head(at(server.host, "team/app", "v1")) is not None  # the listed one answers

@@ -16,6 +16,7 @@ from shared.adapters.oci_registry import OciRegistry
 from shared.adapters.pip_index import PipIndex
 from shared.bootstrap import build_services
 from shared.services.templates import TemplateResolver
+from tests.auth import authorized
 from tests.fakes.package_index import fake_pip
 from tests.integration.test_api_environments import WS, register
 from tests.integration.test_builds import Stack, settings_for
@@ -43,7 +44,7 @@ def stack(tmp_path: Path, reg: RunningRegistry) -> Iterator[Stack]:
     services = build_services(settings)
     services.building.templates = TemplateResolver(services.registry, services.ports["scans"].adapter,
                                                    PipIndex(fake_pip(tmp_path), timeout=60), settings.default_registry)
-    with TestClient(create_app(services)) as client:
+    with authorized(TestClient(create_app(services))) as client:
         running = Stack(services, client)
         running.thread.start()
         yield running

@@ -22,7 +22,7 @@ from shared.settings import Settings
 from tests.emulators import azure_env, azurite_or_skip, cosmos_or_skip
 from tests.integration.test_api_contexts_jobs import member, tar_gz
 from tests.stack import RunningRegistry, free_port, running_registry
-from tests.support import REPO
+from tests.support import REPO, SERVER_TOKENS, authed
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,7 @@ def serve(data: Path, home: dict[str, str], port: int) -> subprocess.Popen[bytes
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health/live", timeout=1).status_code == 200:
+                SERVER_TOKENS[f"http://127.0.0.1:{port}"] = (data / "admin-token").read_text().strip()
                 return process
         except httpx.TransportError:
             pass
@@ -79,7 +80,7 @@ def serve(data: Path, home: dict[str, str], port: int) -> subprocess.Popen[bytes
 
 
 def build_of(url: str, build_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(f"{url}/api/workspaces/w/builds/{build_id}").json()
+    result: dict[str, Any] = authed.get(f"{url}/api/workspaces/w/builds/{build_id}").json()
     return result
 
 
@@ -92,11 +93,11 @@ def test_killed_worker_build_is_redelivered_and_succeeds_once(tmp_path: Path, ho
         # A definition of its own (each home shares the registry, where a same-hash image would be a hit).
         dockerfile = f"FROM envhub/busybox:latest\nRUN sleep 4 && echo {uuid.uuid4().hex} > /done\n"
         archive = tar_gz([member("Dockerfile", dockerfile.encode())])
-        digest = httpx.post(f"{url}/api/workspaces/w/contexts", content=archive,
+        digest = authed.post(f"{url}/api/workspaces/w/contexts", content=archive,
                             headers={"content-type": "application/gzip"}).json()["digest"]
-        record = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions",
+        record = authed.post(f"{url}/api/workspaces/w/environments/slow/versions",
                             json={"build": {"context": digest}}).json()
-        build_id = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()["build_id"]
+        build_id = authed.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()["build_id"]
         deadline = time.monotonic() + 60
         while build_of(url, build_id)["status"] != "running":
             assert time.monotonic() < deadline
@@ -115,9 +116,9 @@ def test_killed_worker_build_is_redelivered_and_succeeds_once(tmp_path: Path, ho
             assert time.monotonic() < deadline, build
             time.sleep(0.3)
         assert build["status"] == "succeeded" and build["attempts"] == 2
-        log = httpx.get(f"{url}/api/workspaces/w/builds/{build_id}/log").json()["lines"]
+        log = authed.get(f"{url}/api/workspaces/w/builds/{build_id}/log").json()["lines"]
         assert any("attempt 2" in line for line in log)
-        hit = httpx.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()
+        hit = authed.post(f"{url}/api/workspaces/w/environments/slow/versions/1/image").json()
         assert hit["cached"] is True and hit["digest"] == build["digest"]
         # Read back through the same adapters, in this process: one build of the hash, nothing left queued.
         with pytest.MonkeyPatch.context() as env:

@@ -316,6 +316,33 @@ def test_garbage_collection_removes_old_unreferenced_blobs(tmp_path: Path) -> No
         assert not store.has_blob(young)
 
 
+def test_an_upload_reusing_an_orphan_during_collection_keeps_it(tmp_path: Path) -> None:
+    """The race: an upload finds an old orphan blob with its content while the collector runs, between the
+    collector's listing of blobs and its delete, before the upload's manifest exists."""
+    for store in stores(tmp_path):
+        service = ContextService(store=store, limits=LIMITS)
+        old = datetime.now(UTC) - timedelta(days=2)
+        archive = tar_gz(FILES)
+        reused = service.upload(io.BytesIO(archive))
+        for entry in reused.files:  # its blobs become old orphans: the manifest is forgotten
+            if isinstance(store, FakeContextStore):
+                store.written[entry.sha256] = old
+            else:
+                os.utime(store.root / "blobs" / entry.sha256[:2] / entry.sha256, (old.timestamp(),) * 2)
+        listed_manifests = store.manifests
+
+        def manifests_while_an_upload_reuses_the_blobs(store: Any = store, reused: Any = reused,
+                                                        listed: Any = listed_manifests) -> Iterator[str]:
+            found = [d for d in listed() if d != reused.digest]  # as if its manifest were not saved yet
+            for entry in reused.files:
+                assert store.touch_blob(entry.sha256)  # what the upload does on finding the blob
+            return iter(found)
+
+        store.manifests = manifests_while_an_upload_reuses_the_blobs
+        assert service.collect_garbage(timedelta(hours=1)) == 0
+        assert all(store.has_blob(entry.sha256) for entry in reused.files)
+
+
 def test_a_member_declaring_too_many_bytes_is_refused_at_its_header(store: FakeContextStore) -> None:
     info = tarfile.TarInfo("huge")
     info.size = 3 << 30

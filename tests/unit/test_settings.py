@@ -51,3 +51,32 @@ def test_a_connection_string_is_refused_unless_every_endpoint_is_local() -> None
                                             ("https://127.0.0.1.example.org", False), (None, False)])
 def test_what_counts_as_an_emulator(url: str | None, local: bool) -> None:
     assert is_emulator(url) is local
+
+
+@pytest.mark.parametrize("insecure", ["registry.corp.example:5000", "10.0.0.7:5000", "localhost:5001",
+                                      "myacr.azurecr.io"])
+def test_plain_http_to_anything_but_loopback_is_refused_at_start(insecure: str) -> None:
+    with pytest.raises(ValidationError, match="ENVHUB_INSECURE_REGISTRIES") as caught:
+        Settings(insecure_registries=insecure)
+    assert insecure in str(caught.value) and "TLS" in str(caught.value)
+    with pytest.raises(ValidationError, match="ENVHUB_INSECURE_REGISTRIES"):
+        Settings(registry=insecure, registry_kind="acr", insecure_registries=insecure)  # not even the workspace's
+
+
+def test_plain_http_is_accepted_for_the_local_registry_and_loopback_addresses() -> None:
+    assert Settings().insecure == {"127.0.0.1:5000"}  # the local registry
+    loopback = Settings(registry="127.0.0.1:5001", insecure_registries="127.0.0.1:5001,[::1]:5002")
+    assert loopback.insecure == {"127.0.0.1:5001", "[::1]:5002"}
+    assert Settings(registry="team.azurecr.io").insecure == frozenset()  # TLS, verified
+
+
+@pytest.mark.parametrize("entry", ["user:pw@quay.io", "quay.io/path", "*.", "169.254.169.254", "quay.io:99999"])
+def test_a_malformed_allowlist_entry_is_refused_at_start(entry: str) -> None:
+    with pytest.raises(ValidationError, match="ENVHUB_ALLOWED_REGISTRIES"):
+        Settings(allowed_registries=f"mcr.microsoft.com,{entry}")
+
+
+def test_the_allowlist_defaults_and_its_opt_out() -> None:
+    assert Settings().allowed.entries == {"mcr.microsoft.com", "docker.io", "nvcr.io", "ghcr.io"}
+    assert Settings(allowed_registries="*").allowed.anywhere
+    assert Settings(allowed_registries="").allowed.entries == frozenset()  # only the workspace's own

@@ -560,7 +560,7 @@ def wire(tmp_path: Path, *, templates: bool = True) -> tuple[Services, QueueWork
     fake = FakeBuilder(registry.digests)
     settings = Settings(data_dir=tmp_path / "data", registry="reg:5000", queue_max_attempts=3,
                         queue_backoff_seconds=0.01, queue_visibility_seconds=5, build_check_seconds=0.01,
-                        build_check_max_seconds=0.02)
+                        build_check_max_seconds=0.02, allowed_registries="registry.test")
     scans = FakeScanStore()
     services = build_services(settings, registry=registry, builder=fake, scans=scans)
     index = FakePackageIndex(RELEASES)

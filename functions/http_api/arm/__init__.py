@@ -1,0 +1,1 @@
+"""Azure ML's ARM-shaped API (what azure-ai-ml's MLClient calls), under /api/subscriptions/...."""
