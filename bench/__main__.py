@@ -13,10 +13,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import context_hashing, cosmos_operations, http_registrations, image_cache, load, patch_scan
+from bench import context_hashing, cosmos_operations, http_registrations, image_cache, load, patch_scan, sdk
 from bench.timing import Row
 
-BENCHMARKS = ("hashing", "http", "images", "cosmos", "scan", "load")  # names for the command line, in run order
+BENCHMARKS = ("hashing", "http", "sdk", "images", "cosmos", "scan", "load")  # names for the command line, in run order
 
 
 def machine() -> str:
@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
             rows += http_registrations.run(root / "http")
             notes.append(f"{http_registrations.REQUESTS} requests per HTTP side; best of "
                          f"{http_registrations.REPEATS} interleaved runs")
+        if "sdk" in wanted:
+            if absent := sdk.missing():
+                console.print(f"skipping the SDK benchmark: {', '.join(absent)} not installed", highlight=False)
+            else:
+                console.print("Azure ML's SDK against envhub serve --tls ...")
+                rows += sdk.run(root / "sdk")
+                notes.append(f"SDK: {sdk.SHAPE}")
         if "images" in wanted:
             if absent := image_cache.missing():
                 console.print(f"skipping the image-cache benchmark: {', '.join(absent)} not installed "
