@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from functions.http_api import access, deployments, environments, images, jobs, problems, scans
 from functions.http_api.arm import environments as arm_environments
 from functions.http_api.arm import errors as arm_errors
+from functions.http_api.arm import jobs as arm_jobs
 from functions.http_api.audit import Audit
 from functions.http_api.auth import authorize
 from functions.http_api.limits import BodyLimits
@@ -56,7 +57,7 @@ def create_app(services: Services) -> FastAPI:
             response.status_code = 503
         return {"status": "ok" if healthy else "degraded", **ports}
 
-    for module in (environments, jobs, images, deployments, scans, access, arm_environments):
+    for module in (environments, jobs, images, deployments, scans, access, arm_environments, arm_jobs):
         api.include_router(module.router)
     root.include_router(_docs_router(app))
     app.include_router(root)
