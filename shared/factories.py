@@ -170,13 +170,20 @@ def webhook(settings: Settings) -> Any:
     return WebhookNotifier(settings.scan_webhook, format=settings.scan_webhook_format)
 
 
+def _breaker(settings: Settings) -> dict[str, Any]:
+    """The circuit breaker's deadline and thresholds, from the settings."""
+    return {"deadline": settings.registry_deadline_seconds, "failures": settings.registry_breaker_failures,
+            "cooldown": settings.registry_breaker_cooldown_seconds}
+
+
 def oci_registry(settings: Settings) -> Any:
     from shared.adapters.circuit import CircuitBreakerRegistry
     from shared.adapters.oci_registry import OciRegistry
 
     # A total deadline per lookup and a circuit breaker per registry host, in a small pool of its own threads.
     return CircuitBreakerRegistry(OciRegistry(insecure_registries=settings.insecure, home=settings.registry_host,
-                                              allowed=settings.allowed), home=settings.registry_host)
+                                              allowed=settings.allowed), home=settings.registry_host,
+                                  **_breaker(settings))
 
 
 def acr_registry(settings: Settings) -> Any:
@@ -190,7 +197,7 @@ def acr_registry(settings: Settings) -> Any:
     acr = AcrRegistry(f"http://{host}" if host in settings.insecure else host)
     return CircuitBreakerRegistry(
         RoutedRegistry(host, acr, OciRegistry(insecure_registries=settings.insecure, allowed=settings.allowed),
-                       allowed=settings.allowed), home=host)
+                       allowed=settings.allowed), home=host, **_breaker(settings))
 
 
 # port -> (the setting that chooses, kind -> factory). The only place that knows which adapters exist.

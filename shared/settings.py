@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # Comma-separated registries reached over plain http without TLS: loopback IP literals only (127.0.0.1:5001);
     # the local registry is always one. Anything else is refused at start-up: TLS is verified everywhere else.
     insecure_registries: str = ""
+    # Registry lookups: a total deadline each, and a breaker per host that answers 503 at once after this many
+    # failures in a row, until the cooldown lets one probe through.
+    registry_deadline_seconds: float = Field(3.0, gt=0)
+    registry_breaker_failures: int = Field(5, ge=1)
+    registry_breaker_cooldown_seconds: float = Field(10.0, gt=0)
     unqualified_registry: str | None = None  # where `FROM name` goes; the local registry when it runs
 
     # The builder: buildah on this machine, or ACR Tasks (serverless, or a workspace's agent pool).

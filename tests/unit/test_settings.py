@@ -80,3 +80,19 @@ def test_the_allowlist_defaults_and_its_opt_out() -> None:
     assert Settings().allowed.entries == {"mcr.microsoft.com", "docker.io", "nvcr.io", "ghcr.io"}
     assert Settings(allowed_registries="*").allowed.anywhere
     assert Settings(allowed_registries="").allowed.entries == frozenset()  # only the workspace's own
+
+
+@pytest.mark.parametrize("kind", ["oci", "acr"])
+def test_the_breaker_takes_its_deadline_and_thresholds_from_settings(kind: str, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    from shared import factories
+    from shared.adapters.circuit import CircuitBreakerRegistry
+
+    monkeypatch.setenv("ENVHUB_REGISTRY_DEADLINE_SECONDS", "0.75")
+    monkeypatch.setenv("ENVHUB_REGISTRY_BREAKER_FAILURES", "2")
+    monkeypatch.setenv("ENVHUB_REGISTRY_BREAKER_COOLDOWN_SECONDS", "30")
+    breaker = factories.make("registry", Settings(registry="reg.test:5000", registry_kind=kind))
+    assert isinstance(breaker, CircuitBreakerRegistry)
+    assert (breaker.deadline, breaker.failures, breaker.cooldown) == (0.75, 2, 30.0)
+    with pytest.raises(ValidationError, match="registry_breaker_failures"):
+        Settings(registry_breaker_failures=0)
