@@ -50,10 +50,10 @@ def test_counts_shared_subtrees_as_expanded_without_walking_them() -> None:
     tree: Any = leaf
     for _ in range(30):  # 10**30 nodes when expanded
         tree = [tree] * 10
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes cannot make it fail
     with pytest.raises(LimitExceeded, match="more than 100000 values"):
         check_value({"inference_config": tree})
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_counts_exactly() -> None:
@@ -128,23 +128,23 @@ def test_a_yaml_alias_bomb_is_refused_before_construction(tmp_path: Path, under:
     if under == "conda_file":
         text = text.replace("conda_file:\n", "conda_file:\n  variables:\n").replace("\n  a", "\n    a")
     path.write_text(text)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes cannot make it fail
     with pytest.raises(LimitExceeded, match="aliases counted as expanded") as caught:
         read_yaml(path)
     assert str(path) in str(caught.value.where)
     with pytest.raises(LimitExceeded):
         describe_local(path)  # what `envhub hash` and `envhub register` run
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_the_checked_constructed_value_is_refused_too() -> None:
     import yaml
 
     bomb = yaml.safe_load(bomb_yaml())  # constructed as shared lists: cheap until expanded
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes cannot make it fail
     with pytest.raises(LimitExceeded):
         parse_document(bomb)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_deep_yaml_is_refused_while_composing(tmp_path: Path) -> None:
@@ -271,10 +271,10 @@ def test_a_failing_store_removes_what_the_upload_wrote(store: FakeContextStore) 
 
 def test_too_many_files_are_refused_before_any_is_stored(store: FakeContextStore) -> None:
     archive = many_files(100_000)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes cannot make it fail
     with pytest.raises(ContextTooLarge, match="more than 1000 files"):
         ContextService(store=store, limits=LIMITS).upload(io.BytesIO(archive))
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert store.stored() == []
 
 
@@ -347,10 +347,10 @@ def test_a_member_declaring_too_many_bytes_is_refused_at_its_header(store: FakeC
     info = tarfile.TarInfo("huge")
     info.size = 3 << 30
     archive = gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 4096)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes cannot make it fail
     with pytest.raises(ContextTooLarge, match="expands to more than") as caught:
         ContextService(store=store, limits=LIMITS).upload(io.BytesIO(archive))
-    assert caught.value.where == "huge" and time.perf_counter() - started < 0.5
+    assert caught.value.where == "huge" and time.process_time() - started < 0.5
     assert store.stored() == []
 
 
