@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from functions.http_api.arm.errors import arm_error_body, is_arm
+from shared.domain.limits import MAX_NODES
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_values(body: bytes) -> int:
+    """A lower bound on the values in a JSON body: one more than its commas outside strings."""
+    return _JSON_STRING.sub(b"", body).count(b",") + 1
 
 
 def json_depth(body: bytes, limit: int) -> int:
@@ -88,6 +94,10 @@ class BodyLimits:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if json_values(body) > MAX_NODES:  # surely past the definitions' value limit: refused before parsing
+            await self._refuse(scope, send, 422, "invalid-definition",
+                               f"the definition has more than {MAX_NODES} values (aliases counted as expanded)")
+            return
         if json_depth(body, self.max_json_depth) > self.max_json_depth:
             await self._refuse(scope, send, 422, "body-too-deep",
                                f"the JSON body nests deeper than {self.max_json_depth} levels")
