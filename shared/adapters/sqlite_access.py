@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 
-from shared.adapters.sqlite_db import Database
+from shared.adapters.sqlite_db import Database, decode_cursor, encode_cursor
 from shared.domain.access import AuditEntry, TokenRecord
-from shared.domain.errors import InvalidDefinition
 from shared.ports import Page
 
 _SCHEMA = """
@@ -79,20 +76,15 @@ class SqliteAuditLog:
     def entries(self, workspace: str, *, top: int, cursor: str | None) -> Page[AuditEntry]:
         if top < 1:
             raise ValueError(f"a page holds at least one item, not {top}")
-        before = _decode(cursor) if cursor else 2**62
+        before = _seq(decode_cursor(cursor, 1)[0]) if cursor else 2**62
         rows = self._connection().execute(
             "SELECT seq, record FROM audit WHERE workspace = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (workspace, before, top + 1)).fetchall()
         items = [AuditEntry.model_validate_json(row[1]) for row in rows[:top]]
-        return Page(items, _encode(rows[top - 1][0]) if len(rows) > top else None)
+        return Page(items, encode_cursor([str(rows[top - 1][0])]) if len(rows) > top else None)
 
 
-def _encode(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode()
-
-
-def _decode(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidDefinition("this $skiptoken was not issued by envhub", where="$skiptoken") from None
+def _seq(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError("not a cursor this store handed out")
+    return int(text)

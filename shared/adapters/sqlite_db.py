@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -76,3 +79,19 @@ class Database:
                 db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def encode_cursor(key: tuple[str, ...] | list[str]) -> str:
+    """The last listed key of a keyset page as an opaque, URL-safe cursor (every SQLite store's)."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[str]:
+    """The key inside a cursor; ValueError for one no store handed out (the use cases answer 422)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError("not a cursor this store handed out") from error
+    if not isinstance(key, list) or len(key) != size or not all(isinstance(part, str) for part in key):
+        raise ValueError("not a cursor this store handed out")
+    return key

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterator
 
-from shared.adapters.sqlite_db import Database
+from shared.adapters.sqlite_db import Database, decode_cursor, encode_cursor
 from shared.domain.scans import Deployment
 from shared.ports import Page
 
@@ -60,7 +58,7 @@ class SqliteDeploymentStore:
                          needs_redeploy: bool | None = None) -> Page[Deployment]:
         if top < 1:
             raise ValueError(f"a page holds at least one item, not {top}")
-        after = "" if cursor is None else _decode(cursor)
+        after = "" if cursor is None else decode_cursor(cursor, 1)[0]
         flag = "" if needs_redeploy is None else " AND needs_redeploy = ?"
         params: tuple[object, ...] = (workspace, after, *(() if needs_redeploy is None else (int(needs_redeploy),)))
         rows = self._connection().execute(
@@ -69,7 +67,7 @@ class SqliteDeploymentStore:
             (*params, top + 1),  # one more than asked tells whether another page follows
         ).fetchall()
         items = [Deployment.model_validate_json(row[1]) for row in rows[:top]]
-        return Page(items, _encode(rows[top - 1][0]) if len(rows) > top else None)
+        return Page(items, encode_cursor([rows[top - 1][0]]) if len(rows) > top else None)
 
     def delete(self, workspace: str, name: str) -> bool:
         return self._connection().execute(
@@ -89,15 +87,3 @@ class SqliteDeploymentStore:
             if len(rows) < _EACH_BATCH:
                 return
             after = (rows[-1][0], rows[-1][1])
-
-
-def _encode(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> str:
-    """The name a cursor continues after; ValueError for one this store did not hand out."""
-    try:
-        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as error:
-        raise ValueError("not a cursor this store handed out") from error

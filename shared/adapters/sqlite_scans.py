@@ -3,12 +3,9 @@ statements, so the database itself decides which of two writers of one revision 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
 
-from shared.adapters.sqlite_db import Database
+from shared.adapters.sqlite_db import Database, decode_cursor, encode_cursor
 from shared.domain.errors import NotFound, StaleRecord
 from shared.domain.scans import Finding, FindingStatus, Scan
 from shared.ports import Page
@@ -76,11 +73,11 @@ class SqliteScanStore:
             rows = db.execute("SELECT started_at, id, record FROM scans ORDER BY started_at DESC, id DESC LIMIT ?",
                               (top + 1,)).fetchall()
         else:
-            after = _decode(cursor, 2)
+            after = decode_cursor(cursor, 2)
             rows = db.execute("SELECT started_at, id, record FROM scans WHERE (started_at, id) < (?, ?) "
                               "ORDER BY started_at DESC, id DESC LIMIT ?", (*after, top + 1)).fetchall()
         page = [Scan.model_validate_json(row[2]) for row in rows[:top]]
-        return Page(page, _encode(rows[top - 1][:2]) if len(rows) > top else None)
+        return Page(page, encode_cursor(rows[top - 1][:2]) if len(rows) > top else None)
 
     def update_scan(self, scan: Scan) -> Scan:
         saved = scan.model_copy(update={"revision": scan.revision + 1})
@@ -128,7 +125,7 @@ class SqliteScanStore:
         where, params = ["workspace = ?"], [workspace]
         if cursor is not None:
             where.append("(environment_name, environment_version, type, id) > (?, ?, ?, ?)")
-            params.extend(_decode(cursor, 4))
+            params.extend(decode_cursor(cursor, 4))
         if statuses is not None:
             where.append(f"status IN ({', '.join('?' * len(statuses))})" if statuses else "0")
             params.extend(sorted(status.value for status in statuses))
@@ -138,7 +135,7 @@ class SqliteScanStore:
             (*params, top + 1),
         ).fetchall()
         page = [Finding.model_validate_json(row[4]) for row in rows[:top]]
-        return Page(page, _encode(rows[top - 1][:4]) if len(rows) > top else None)
+        return Page(page, encode_cursor(rows[top - 1][:4]) if len(rows) > top else None)
 
     def findings_of(self, workspace: str, name: str, version: str) -> list[Finding]:
         rows = self.database.connection().execute(
@@ -168,22 +165,6 @@ class SqliteScanStore:
 def _positive(top: int) -> None:
     if top < 1:
         raise ValueError(f"a page holds at least one item, not {top}")
-
-
-def _encode(key: tuple[str, ...]) -> str:
-    """The last listed key as an opaque, URL-safe cursor."""
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str, size: int) -> list[str]:
-    """The key inside a cursor; ValueError for one this store did not hand out."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError("not a cursor this store handed out") from error
-    if not isinstance(key, list) or len(key) != size or not all(isinstance(part, str) for part in key):
-        raise ValueError("not a cursor this store handed out")
-    return key
 
 
 def _stamp(moment: datetime) -> str:
