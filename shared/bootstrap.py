@@ -16,6 +16,7 @@ from shared.ports import CuratedCatalog, QueueConsumer, QueueMessage, Registry
 from shared.services.access import AccessService
 from shared.services.building import BuildPolicy, BuildService
 from shared.services.contexts import ContextService, Limits
+from shared.services.datastores import DatastoreService
 from shared.services.deployments import DeploymentService
 from shared.services.environments import EnvironmentService
 from shared.services.findings import FindingService
@@ -60,6 +61,7 @@ class Services:
     scanning: ScanService
     findings: FindingService
     access: AccessService
+    datastores: DatastoreService
     ports: dict[str, PortInfo] = field(default_factory=dict)
     # Each queue's receiving side and its handlers, for a local consumer (in Azure the queue triggers consume).
     consumers: dict[str, Consumer] = field(default_factory=dict)
@@ -131,4 +133,6 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
                     building=building, registry=adapter["registry"], catalog=catalog, ports=ports,
                     consumers=consumers, deployments=deployments, scanning=scanning,
                     findings=FindingService(scans=adapter["scans"]),
-                    access=AccessService(tokens=adapter["tokens"], audit=adapter["audit"]))
+                    access=AccessService(tokens=adapter["tokens"], audit=adapter["audit"]),
+                    datastores=DatastoreService(area=adapter["uploads"], contexts=contexts,
+                                                container_prefix=settings.datastore_container_prefix))

@@ -71,6 +71,18 @@ def blob_contexts(settings: Settings) -> Any:
     return BlobContextStore.from_settings(settings)
 
 
+def no_uploads(settings: Settings) -> Any:
+    from shared.adapters.no_uploads import NoUploadArea
+
+    return NoUploadArea()
+
+
+def blob_uploads(settings: Settings) -> Any:
+    from shared.adapters.blob_uploads import BlobUploadArea
+
+    return BlobUploadArea.from_settings(settings)
+
+
 def sqlite_queue(settings: Settings) -> Any:
     from shared.adapters.sqlite_queue import SqliteQueue
 
@@ -205,6 +217,7 @@ FACTORIES: dict[str, tuple[str, dict[str, Callable[[Settings], Any]]]] = {
     "store": ("store", {"sqlite": sqlite_store, "cosmos": cosmos_store}),
     "builds": ("store", {"sqlite": sqlite_builds, "cosmos": cosmos_builds}),
     "contexts": ("contexts", {"file": file_contexts, "blob": blob_contexts}),
+    "uploads": ("contexts", {"file": no_uploads, "blob": blob_uploads}),
     "queue": ("queue", {"sqlite": sqlite_queue, "storage": storage_queue}),
     "builder": ("builder", {"buildah": buildah, "acr_tasks": acr_tasks}),
     "registry": ("registry_kind", {"oci": oci_registry, "acr": acr_registry}),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from shared.domain.access import AuditEntry, TokenRecord
 from shared.domain.builds import BuildRecord, RunStatus
 from shared.domain.context import ContextManifest
 from shared.domain.context import ContextSource as ContextSource  # a port, defined in the domain
+from shared.domain.datastore import UploadedBlob
 from shared.domain.images import ImageRef
 from shared.domain.plans import BuildPlan
 from shared.domain.records import Container, EnvironmentRecord, JobRecord
@@ -131,6 +132,26 @@ class ContextStore(Probe, Protocol):
 
     def manifests(self) -> Iterator[str]:
         """The digest of every stored manifest (the garbage collector's roots)."""
+
+
+class UploadArea(Probe, Protocol):
+    """Where Azure ML's SDK uploads build contexts: a Blob Storage account, one container per workspace."""
+
+    available: bool  # False where build contexts are files on this machine: there is no account to upload to
+    account: str
+    endpoint: str
+
+    def ensure_container(self, container: str) -> None:
+        """Create the container unless it exists."""
+
+    def sas(self, container: str, *, lifetime: timedelta) -> str:
+        """A SAS for the container: create, write and read blobs (no listing, no deleting), for `lifetime`."""
+
+    def folder(self, container: str, prefix: str, *, limit: int) -> list[UploadedBlob]:
+        """The blobs under `prefix` with their metadata, at most `limit` of them."""
+
+    def open(self, container: str, name: str) -> BinaryIO:
+        """Read one blob (FileNotFoundError when it is gone)."""
 
 
 class Registry(Probe, Protocol):

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     contexts: Literal["file", "blob"] = "file"
     blob_account_url: str | None = None
     blob_container: str = "build-contexts"
+    # Azure ML's SDK uploads build contexts to the workspace's datastore: a container per workspace in the same
+    # account, named `<prefix>-<workspace>-<hash>`. The storage suffix it reports is derived from the account URL.
+    datastore_container_prefix: str = Field("uploads", pattern=r"^[a-z0-9]{3,20}$")
+    datastore_endpoint: str | None = None
 
     # The build queue: SQLite under data_dir, or Azure Storage queues.
     queue: Literal["sqlite", "storage"] = "sqlite"

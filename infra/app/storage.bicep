@@ -10,6 +10,9 @@ param blobContainerNames array
 @description('Storage queues to create.')
 param queueNames array
 
+@description('Days after which a build context uploaded by Azure ML\'s SDK (containers uploads-*, one per workspace) is removed. envhub copies a folder into its own build contexts when a version names it; a client finding the folder gone uploads it again.')
+param uploadRetentionDays int = 30
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
   name: name
   location: location
@@ -49,6 +52,40 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
     resource queues 'queues' = [for queueName in queueNames: {
       name: queueName
     }]
+  }
+}
+
+// The SDK's uploads are a staging area: expire them (ENVHUB_DATASTORE_CONTAINER_PREFIX keeps its default, uploads).
+resource uploadsLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-01-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'expire-sdk-uploads'
+          type: 'Lifecycle'
+          definition: {
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: uploadRetentionDays
+                }
+              }
+            }
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                'uploads-'
+              ]
+            }
+          }
+        }
+      ]
+    }
   }
 }
 

@@ -105,7 +105,7 @@ class BlobContextStore:
             except ResourceNotFoundError as error:
                 raise FileNotFoundError(f"no blob {sha256}") from error
         # Streamed chunk by chunk as the caller reads, never all in memory.
-        return io.BufferedReader(_DownloadReader(downloader), buffer_size=1 << 20)
+        return io.BufferedReader(DownloadReader(downloader), buffer_size=1 << 20)
 
     def has_blob(self, sha256: str) -> bool:
         if not is_sha256(sha256):
@@ -173,7 +173,7 @@ class BlobContextStore:
         return ContextManifest.model_validate_json(data)
 
 
-class _DownloadReader(io.RawIOBase):
+class DownloadReader(io.RawIOBase):
     """A blob download as a raw stream, so that it can be buffered into an ordinary binary file object."""
 
     def __init__(self, downloader: StorageStreamDownloader[bytes]) -> None:

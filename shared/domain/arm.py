@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -103,14 +103,25 @@ def parse_version(body: object, *, load_yaml: LoadYaml) -> ArmVersion:
 def _build(value: object) -> dict[str, Any]:
     where = "properties.build.contextUri"
     uri = value.get("contextUri") if isinstance(value, Mapping) else None
-    if not isinstance(uri, str) or not _CONTEXT_DIGEST.fullmatch(uri):
+    if not isinstance(uri, str) or not (_CONTEXT_DIGEST.fullmatch(uri) or uri.startswith("https://")):
         raise InvalidDefinition(
-            f"envhub cannot read the build context {str(uri)[:200]!r}: contexts uploaded to Azure Blob Storage by the "
-            "SDK are not supported yet. Upload the folder to envhub (`envhub register`, or POST "
-            "/api/workspaces/{workspace}/contexts) and pass the digest it returns, 'sha256:<64 hex>', as the "
-            "build path", where=where)
+            f"the build context {str(uri)[:200]!r} is neither a folder the SDK uploaded to the workspace's datastore "
+            "(https://...) nor an envhub context digest ('sha256:<64 hex>', what `envhub register` or POST "
+            "/api/workspaces/{workspace}/contexts returns)", where=where)
     assert isinstance(value, Mapping)
     return {"context": uri, "dockerfile_path": value.get("dockerfilePath")}
+
+
+def uploaded_context(arm: ArmVersion) -> str | None:
+    """The datastore folder a version's build names, when it names one rather than an envhub context digest."""
+    build = arm.document.get("build")
+    context = build.get("context") if isinstance(build, dict) else None
+    return context if isinstance(context, str) and not _CONTEXT_DIGEST.fullmatch(context) else None
+
+
+def with_context(arm: ArmVersion, digest: str) -> ArmVersion:
+    """The version with its build context replaced by the envhub context stored from the upload."""
+    return replace(arm, document={**arm.document, "build": {**arm.document["build"], "context": digest}})
 
 
 def from_arm_inference(value: object) -> Any:

@@ -14,11 +14,14 @@ from shared.domain.arm import (
     list_view,
     merged,
     parse_version,
+    uploaded_context,
+    with_context,
 )
 from shared.domain.definition import parse_document
 from shared.domain.errors import InvalidDefinition, NotFound, ReservedName, VersionConflict
 from shared.domain.records import Container, EnvironmentRecord
 from shared.ports import Page
+from shared.services.datastores import DatastoreService
 from shared.services.environments import EnvironmentService, Registered
 from shared.services.paging import page_of
 from shared.sources.yaml_files import load_bounded
@@ -35,8 +38,10 @@ class ArmEnvironments:
     """The same records envhub's own API reads and writes, with ARM's rules: a PUT creates (201) or merges
     (200), content that shapes the image never changes under a version (409), lists page by `$skip`."""
 
-    def __init__(self, *, environments: EnvironmentService, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, *, environments: EnvironmentService, datastores: DatastoreService,
+                 page_size: int = PAGE_SIZE) -> None:
         self.environments = environments
+        self.datastores = datastores
         self.store = environments.store
         self.page_size = page_size
 
@@ -44,6 +49,9 @@ class ArmEnvironments:
         """Create a version, or merge description, tags, properties and isArchived into an existing one."""
         arm = parse_version(body, load_yaml=_load_yaml)
         self._check_names(name, version, arm)
+        uploaded = uploaded_context(arm)
+        if uploaded is not None:  # a folder the SDK uploaded: stored as an envhub context, named by its digest
+            arm = with_context(arm, self.datastores.import_folder(workspace, uploaded))
         definition = parse_document(arm.document).definition
         existing = self.store.get(workspace, name, version)
         if existing is None:

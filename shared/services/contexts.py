@@ -9,7 +9,7 @@ import logging
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, BinaryIO
@@ -33,6 +33,13 @@ class Limits:
 
     max_expanded_bytes: int
     max_files: int
+
+    def check(self, count: int, expanded: int, where: str) -> None:
+        """Refuse a context once it has more files or expanded bytes than allowed, naming the file that crossed."""
+        if count > self.max_files:
+            raise ContextTooLarge(f"the context has more than {self.max_files} files", where=where)
+        if expanded > self.max_expanded_bytes:
+            raise ContextTooLarge(f"the context expands to more than {self.max_expanded_bytes} bytes", where=where)
 
 
 class StoredContext:
@@ -87,6 +94,30 @@ class ContextService:
             raise
         return manifest
 
+    def store_files(self, files: Iterable[tuple[str, int, Callable[[], IO[bytes]]]]) -> ContextManifest:
+        """Store a context given file by file (path, announced size, opener), within the limits; store its manifest
+        last. Files keep no executable bit (where they come from has none). Refused contexts leave no new blob."""
+        created: list[str] = []
+        entries: list[FileEntry] = []
+        expanded = 0
+        try:
+            for count, (path, announced, opener) in enumerate(files, start=1):
+                check_member_path(path)
+                self.limits.check(count, expanded + announced, path)
+                with opener() as handle:
+                    sha, size = self._store(handle, created)
+                expanded += size  # as read: a file that grew since it was listed counts as it is
+                self.limits.check(count, expanded, path)
+                entries.append(FileEntry(path=path, executable=False, size=size, sha256=sha))
+            if not entries:
+                raise InvalidContext("the context holds no files", where="<context>")
+            manifest = ContextManifest.of(entries)
+            self.store.save_manifest(manifest)
+        except BaseException:
+            self._discard(created)
+            raise
+        return manifest
+
     def _stream(self, archive: BinaryIO) -> _Bounded:
         # The gzip layer is ours, not tarfile's: GzipFile checks the CRC and length trailer and raises on a
         # truncated stream, which tarfile's own stream reader does not.
@@ -107,12 +138,8 @@ class ContextService:
                 if header[156:157] in _REGULAR:
                     name = header[:100].split(b"\0", 1)[0].decode("utf8", errors="replace")
                     count += 1
-                    if count > self.limits.max_files:
-                        raise ContextTooLarge(f"the context has more than {self.limits.max_files} files", where=name)
                     expanded += size
-                    if expanded > self.limits.max_expanded_bytes:
-                        raise ContextTooLarge(
-                            f"the context expands to more than {self.limits.max_expanded_bytes} bytes", where=name)
+                    self.limits.check(count, expanded, name)
                 _skip(stream, -(-size // _BLOCK) * _BLOCK)
             while stream.read(_CHUNK):  # the rest (padding): the gzip stream must end cleanly
                 pass
@@ -142,13 +169,8 @@ class ContextService:
                             where=path,
                         )
                     count += 1
-                    if count > self.limits.max_files:
-                        raise ContextTooLarge(f"the context has more than {self.limits.max_files} files", where=path)
                     expanded += member.size
-                    if expanded > self.limits.max_expanded_bytes:
-                        raise ContextTooLarge(
-                            f"the context expands to more than {self.limits.max_expanded_bytes} bytes", where=path
-                        )
+                    self.limits.check(count, expanded, path)
                     if not store:
                         continue
                     handle = tar.extractfile(member)

@@ -120,13 +120,15 @@ def ml(server: Served, monkeypatch: pytest.MonkeyPatch) -> MLClient:
     return _client(server, server.token, monkeypatch)
 
 
-def _client(server: Served, token: str, monkeypatch: pytest.MonkeyPatch) -> MLClient:
+def _client(server: Served, token: str, monkeypatch: pytest.MonkeyPatch, storage_endpoint: str | None = None
+            ) -> MLClient:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca))
     monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)  # the SDK sets it; restored after the test
     host = server.url.removeprefix("https://")
     return MLClient(StaticToken(token), "00000000-0000-0000-0000-000000000000", "envhub-rg", WORKSPACE,
                     cloud=f"envhub-{host}",  # a cloud name is registered once per process: one per server
-                    cloud_metadata={"resource_manager": f"{server.url}/api/", "storage_endpoint": host,
+                    cloud_metadata={"resource_manager": f"{server.url}/api/",
+                                    "storage_endpoint": storage_endpoint or host,
                                     "azure_portal": server.url, "active_directory": server.url,
                                     "aml_resource_id": server.url, "registry_discovery_endpoint": server.url},
                     enable_telemetry=False)

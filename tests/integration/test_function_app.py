@@ -24,6 +24,7 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
+from azure.storage.blob import ContainerClient
 from pydantic import AliasChoices
 
 from shared import factories
@@ -55,7 +56,7 @@ SDK_SETTINGS = {"AZURE_CLIENT_ID"}
 # The adapters that serve the Azure home, and the triggers.
 AZURE_CODE = ["shared/adapters/cosmos_common.py", "shared/adapters/cosmos_store.py", "shared/adapters/cosmos_builds.py",
               "shared/adapters/blob_contexts.py", "shared/adapters/storage_queue.py", "shared/adapters/acr_tasks.py",
-              "shared/adapters/acr_registry.py", "functions/queues.py"]
+              "shared/adapters/acr_registry.py", "shared/adapters/blob_uploads.py", "functions/queues.py"]
 
 
 def bicep_object(path: Path, name: str) -> dict[str, str]:
@@ -132,7 +133,7 @@ def test_infra_sets_every_setting_the_azure_adapters_read() -> None:
     needed = read_by(AZURE_CODE) - EMULATOR_ONLY
     # Fields with a default that is right in Azure too (limits, names that match infra's resources) may be
     # left out; every adapter choice and every endpoint may not.
-    defaults_ok = {"cosmos_database"}
+    defaults_ok = {"cosmos_database", "datastore_endpoint"}  # the latter is derived from the account URL
     assert needed - defaults_ok <= infra, f"set by nobody in Azure: {sorted(needed - defaults_ok - infra)}"
     for choice in ("store", "contexts", "queue", "builder", "registry_kind", "registry", "cosmos_endpoint",
                    "blob_account_url", "queue_account_url", "acr_resource_id", "arm_endpoint"):
@@ -278,7 +279,8 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     kinds = {port: entry["kind"] for port, entry in health.items() if port != "status"}
     assert kinds == {"store": "cosmos", "builds": "cosmos", "contexts": "blob", "queue": "storage",
                      "builder": "acr_tasks", "registry": "acr", "deployments": "cosmos", "scans": "cosmos",
-                     "scan_queue": "storage", "notifier": "none", "tokens": "cosmos", "audit": "cosmos"}
+                     "scan_queue": "storage", "notifier": "none", "tokens": "cosmos", "audit": "cosmos",
+                     "uploads": "blob"}
     assert health["status"] == "ok", json.dumps(health, indent=1)
     # ENVHUB_AUTH=entra from infra: no principal from App Service, no access; the admin's changes are audited
     status, problem = azure.http("GET", "/workspaces/w/environments", signed_in=False)
@@ -314,6 +316,30 @@ def test_register_build_and_hit_through_the_triggers(azure: Azure) -> None:
     assert any("hello from ACR" in line for line in log["lines"]), log["lines"]
     status, hit = azure.http("POST", "/workspaces/w/environments/app/versions/1/image")
     assert status == 200 and hit["cached"] is True and hit["digest"] == pushed
+
+
+def test_the_sdk_datastore_flow_through_the_http_trigger(azure: Azure) -> None:
+    """What azure-ai-ml does for a build context: the datastore, a SAS, the upload, then the version PUT."""
+    workspace = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w")
+    status, store = azure.http("GET", f"{workspace}/datastores/workspaceblobstore")
+    assert status == 200, store
+    status, secret = azure.http("POST", f"{workspace}/datastores/workspaceblobstore/listSecrets",
+                                {"expirableSecret": True, "expireAfterHours": 1})
+    assert status == 200 and secret["secretsType"] == "Sas", secret
+    container = store["properties"]["containerName"]
+    emulator = azure.services.settings.storage_connection_string
+    endpoint = next(p.split("=", 1)[1] for p in str(emulator).split(";") if p.startswith("BlobEndpoint="))
+    uploads = ContainerClient(endpoint, container, credential=secret["sasToken"])
+    folder = "LocalUpload/0a1b/ctx/"
+    uploads.upload_blob(f"{folder}Dockerfile", b"FROM envhub/busybox:latest\n")
+    uploads.get_blob_client(f"{folder}Dockerfile").set_blob_metadata({"upload_status": "completed"})
+    uri = f"https://{store['properties']['accountName']}.blob.core.windows.net/{container}/{folder}"
+    status, made = azure.http("PUT", f"{workspace}/environments/uploaded/versions/1",
+                              {"properties": {"build": {"contextUri": uri}}})
+    assert status == 201, made
+    status, record = azure.http("GET", "/workspaces/w/environments/uploaded/versions/1")
+    assert record["definition"]["build"]["context"] == made["properties"]["build"]["contextUri"]
+    assert record["definition"]["build"]["context"].startswith("sha256:")
 
 
 def test_a_poisoned_build_message_fails_its_build(azure: Azure) -> None:

@@ -18,7 +18,9 @@ from shared.domain.arm import (
     list_view,
     merged,
     parse_version,
+    uploaded_context,
     version_properties,
+    with_context,
 )
 from shared.domain.definition import parse_document
 from shared.domain.describing import describe
@@ -106,14 +108,21 @@ def test_immutable_changes_name_the_arm_properties() -> None:
     assert immutable_changes(before, after) == ["image", "condaFile", "osType"]
 
 
-def test_build_contexts_are_envhub_digests_for_now() -> None:
+def test_build_contexts_are_envhub_digests_or_datastore_folders() -> None:
     arm = parse_version({"properties": {"build": {"contextUri": DIGEST, "dockerfilePath": "docker/Dockerfile"}}},
                         load_yaml=load)
     assert arm.document["build"] == {"context": DIGEST, "dockerfile_path": "docker/Dockerfile"}
-    blob = {"properties": {"build": {"contextUri": "https://acct.blob.example/c/LocalUpload/abc/ctx/"}}}
-    with pytest.raises(InvalidDefinition, match="not supported yet") as refused:
-        parse_version(blob, load_yaml=load)
-    assert refused.value.where == "properties.build.contextUri"
+    assert uploaded_context(arm) is None
+    uri = "https://acct.blob.example/c/LocalUpload/abc/ctx/"
+    uploaded = parse_version({"properties": {"build": {"contextUri": uri}}}, load_yaml=load)
+    assert uploaded_context(uploaded) == uri
+    replaced = with_context(uploaded, DIGEST)
+    assert replaced.document["build"] == {"context": DIGEST, "dockerfile_path": None}
+    assert uploaded.document["build"]["context"] == uri  # the parsed body is left as it was
+    for other in ("http://acct.blob.example/c/x/", "./ctx", "sha256:abc", 3):
+        with pytest.raises(InvalidDefinition, match="neither a folder") as refused:
+            parse_version({"properties": {"build": {"contextUri": other}}}, load_yaml=load)
+        assert refused.value.where == "properties.build.contextUri"
 
 
 @pytest.mark.parametrize(("body", "where"), [

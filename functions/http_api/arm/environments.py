@@ -48,7 +48,8 @@ def scope(subscription: str, resource_group: str, workspace: str, svc: Svc) -> S
 
 def arm_environments(svc: Svc) -> ArmEnvironments:
     """The ARM use cases over the app's environment service."""
-    return ArmEnvironments(environments=svc.environments, page_size=svc.settings.arm_page_size)
+    return ArmEnvironments(environments=svc.environments, datastores=svc.datastores,
+                           page_size=svc.settings.arm_page_size)
 
 
 At = Annotated[Scope, Depends(scope)]
