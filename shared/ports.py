@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Generic, Protocol, TypeVar
@@ -80,6 +80,11 @@ class EnvironmentStore(Probe, Protocol):
 
     def get_job(self, workspace: str, job_id: str) -> JobRecord | None:
         """One job."""
+
+    def update_job(self, workspace: str, job_id: str,
+                   change: Callable[[JobRecord], JobRecord]) -> JobRecord | None:
+        """Apply `change` to a recorded job as one step (a concurrent writer's change is never lost: the change is
+        applied again to what that writer stored); the job as stored, or None when there is no such job."""
 
     def has_hash(self, workspace: str, hash_hex: str) -> bool:
         """Whether any version in the workspace (anonymous and archived included) has this hash."""

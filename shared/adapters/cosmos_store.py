@@ -154,6 +154,19 @@ class CosmosStore:
         doc = self._jobs.read(_job_id(job_id), workspace)
         return None if doc is None else JobRecord.model_validate(doc["record"])
 
+    def update_job(self, workspace: str, job_id: str,
+                   change: Callable[[JobRecord], JobRecord]) -> JobRecord | None:
+        while True:  # read, change, replace if unchanged since the read (etag); on a conflict, from a fresh read
+            doc = self._jobs.read(_job_id(job_id), workspace)
+            if doc is None:
+                return None
+            job = change(JobRecord.model_validate(doc["record"]))
+            try:
+                self._jobs.replace({**doc, "record": job.model_dump(mode="json")})
+            except Conflict:
+                continue
+            return job
+
     def has_hash(self, workspace: str, hash_hex: str) -> bool:
         items, _ = self._docs.page(_WITH_HASH, {"@ws": workspace, "@hash": hash_hex}, pk=workspace, top=1,
                                    cursor=None)

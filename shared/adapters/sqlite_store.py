@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from shared.adapters.sqlite_db import Database
 from shared.domain.records import Container, EnvironmentRecord, JobRecord, with_mutable
@@ -158,6 +158,17 @@ class SqliteStore:
             "SELECT record FROM jobs WHERE workspace = ? AND id = ?", (workspace, job_id)
         ).fetchone()
         return None if row is None else JobRecord.model_validate_json(row[0])
+
+    def update_job(self, workspace: str, job_id: str,
+                   change: Callable[[JobRecord], JobRecord]) -> JobRecord | None:
+        with self.database.transaction() as db:  # the write lock first: no other writer between read and write
+            row = db.execute("SELECT record FROM jobs WHERE workspace = ? AND id = ?", (workspace, job_id)).fetchone()
+            if row is None:
+                return None
+            job = change(JobRecord.model_validate_json(row[0]))
+            db.execute("UPDATE jobs SET record = ? WHERE workspace = ? AND id = ?",
+                       (job.model_dump_json(), workspace, job_id))
+        return job
 
 
 def _container(workspace: str, row: tuple[str, str, int | None, int]) -> Container:

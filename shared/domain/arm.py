@@ -17,6 +17,7 @@ PROVIDER = "Microsoft.MachineLearningServices"
 VERSION_TYPE = f"{PROVIDER}/workspaces/environments/versions"
 CONTAINER_TYPE = f"{PROVIDER}/workspaces/environments"
 VIEWS: dict[str, bool | None] = {"activeonly": False, "archivedonly": True, "all": None}  # -> archived filter
+AZUREML_PREFIX = "azureml:"
 ORDER_NEWEST_FIRST = "createdtime desc"  # what the SDK's label="latest" asks for, and envhub's own order
 MUTABLE = ("description", "tags", "properties")  # with isArchived, what a PUT may change on an existing version
 _ROUTES = {"livenessRoute": "liveness_route", "readinessRoute": "readiness_route", "scoringRoute": "scoring_route"}
@@ -35,6 +36,12 @@ class ArmVersion:
     anonymous: bool
     archived: bool | None  # None: not in the body
     given: frozenset[str]  # which of MUTABLE the body sets (the others keep their stored values)
+
+
+def plain_name(name: str) -> str:
+    """An environment name without the `azureml:` prefix azure-ai-ml leaves on when it resolves `azureml:name@label`
+    itself (a prefix no envhub name can carry: ':' is not allowed in names)."""
+    return name[len(AZUREML_PREFIX):] if name[:len(AZUREML_PREFIX)].lower() == AZUREML_PREFIX else name
 
 
 def list_view(value: str | None) -> bool | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain.arm import PROVIDER, workspace_id
+from shared.domain.arm import PROVIDER, plain_name, workspace_id
 from shared.domain.errors import InvalidDefinition, NotFound
 from shared.domain.records import JobRecord
 
@@ -59,7 +59,20 @@ def _reference(value: object, subscription: str, resource_group: str, workspace:
     here = (subscription, resource_group.lower(), workspace)
     if (match["subscription"], match["group"].lower(), match["workspace"]) != here:
         raise NotFound(f"the environment '{value[:300]}' is not in this workspace ('{workspace}')", where=where)
-    return f"azureml:{match['name']}:{match['version']}"
+    return f"azureml:{plain_name(match['name'])}:{match['version']}"
+
+
+def tags_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ARM tags a recorded job carries."""
+    arm = spec.get("arm")
+    tags = arm.get("tags") if isinstance(arm, Mapping) else None
+    return dict(tags) if isinstance(tags, Mapping) else {}
+
+
+def retagged(spec: Mapping[str, Any], tags: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's spec with its tags replaced, as ARM's PUT of an existing job does (absent tags: none)."""
+    arm = {key: value for key, value in (spec.get("arm") or {}).items() if key != "tags"}
+    return {**spec, "arm": {**arm, **({"tags": dict(tags)} if tags else {})}}
 
 
 def job_properties(job: JobRecord, environment_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from shared.domain.arm import (
     list_view,
     merged,
     parse_version,
+    plain_name,
     uploaded_context,
     with_context,
 )
@@ -105,13 +106,14 @@ class ArmEnvironments:
 
     def get_version(self, *, workspace: str, name: str, version: str) -> EnvironmentRecord:
         """One version (curated environments included)."""
-        return self.environments.get(workspace=workspace, name=name, version=version)
+        return self.environments.get(workspace=workspace, name=plain_name(name), version=version)
 
     def versions(self, *, workspace: str, name: str, view: str | None, order_by: str | None, top: int | None,
                  cursor: str | None) -> Page[EnvironmentRecord]:
         """Versions newest first, filtered by `listViewType`; a page may be short (ARM allows it)."""
         archived = list_view(view)
         check_order(order_by)
+        name = plain_name(name)
         size = min(top or self.page_size, self.page_size)
         found: list[EnvironmentRecord] = []
         for _ in range(_SCAN_PAGES):

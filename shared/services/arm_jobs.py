@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain.arm_jobs import parse_job
+from shared.domain.arm_jobs import parse_job, retagged, tags_of
 from shared.domain.errors import VersionConflict
 from shared.domain.records import EnvironmentRecord, JobRecord
 from shared.services.environments import EnvironmentService
@@ -21,8 +21,8 @@ class ArmJobResult:
 
 
 class ArmJobs:
-    """Command jobs by name: a PUT records one (201) or repeats it (200, same content); other content under a
-    recorded name is a 409, since envhub keeps no job history to update."""
+    """Command jobs by name: a PUT records one (201) or repeats it (200, same content, its tags replaced); other
+    content under a recorded name is a 409, since envhub keeps no job history to update."""
 
     def __init__(self, *, jobs: JobService, environments: EnvironmentService) -> None:
         self.jobs = jobs
@@ -46,9 +46,14 @@ class ArmJobs:
         environment = self.jobs.resolve_reference(workspace, arm.environment)
         same_environment = (existing.environment_name, existing.environment_version) == (environment.name,
                                                                                          environment.version)
-        if not same_environment or existing.spec != arm.spec:
-            raise VersionConflict(f"a job named '{name}' exists in workspace '{workspace}' with other content; "
-                                  "envhub records a job once, so submit it under a new name", where="name")
+        if not same_environment or retagged(existing.spec, {}) != retagged(arm.spec, {}):
+            raise VersionConflict(f"a job named '{name}' exists in workspace '{workspace}' with other content; only "
+                                  "its tags may change, so submit it under a new name", where="name")
+        tags = tags_of(arm.spec)
+        if tags != tags_of(existing.spec):  # ARM: the tags of a PUT replace those of the existing job
+            updated = self.jobs.store.update_job(
+                workspace, name, lambda job: job.model_copy(update={"spec": retagged(job.spec, tags)}))
+            existing = updated or existing
         return ArmJobResult(existing, environment, False)
 
     def get(self, *, workspace: str, name: str) -> ArmJobResult:

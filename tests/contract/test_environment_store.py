@@ -152,6 +152,22 @@ def test_jobs(store: EnvironmentStore) -> None:
     assert store.get_job("ws-2", job.id) is None
 
 
+def test_job_updates_are_not_lost_to_each_other(store: EnvironmentStore) -> None:
+    job = JobRecord(workspace=WORKSPACE, id="tagged", environment_name="env", environment_version="1",
+                    environment_hash="ab" * 32, created_at=environment("env").created_at, spec={"tags": []})
+    assert store.insert_job(job)
+
+    def tag(n: int) -> Callable[[JobRecord], JobRecord]:
+        return lambda current: current.model_copy(update={"spec": {"tags": [*current.spec["tags"], n]}})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: store.update_job(WORKSPACE, "tagged", tag(n)), range(8)))
+    stored = store.get_job(WORKSPACE, "tagged")
+    assert stored is not None and sorted(stored.spec["tags"]) == list(range(8))
+    assert store.update_job(WORKSPACE, "missing", tag(0)) is None
+    assert store.update_job("ws-2", "tagged", tag(0)) is None
+
+
 def test_check_answers(store: EnvironmentStore) -> None:
     store.check()
 

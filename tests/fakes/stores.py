@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from shared.domain.builds import BuildRecord
@@ -143,6 +143,16 @@ class FakeEnvironmentStore(_Answering):
         self._answer()
         with self._lock:
             return self._jobs.get((workspace, job_id))
+
+    def update_job(self, workspace: str, job_id: str,
+                   change: Callable[[JobRecord], JobRecord]) -> JobRecord | None:
+        self._answer()
+        with self._lock:
+            job = self._jobs.get((workspace, job_id))
+            if job is None:
+                return None
+            self._jobs[workspace, job_id] = job = change(job)
+            return job
 
 
 class FakeBuildStore(_Answering):

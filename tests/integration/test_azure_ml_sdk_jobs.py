@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from azure.ai.ml import MLClient, command
 from azure.ai.ml.entities import Environment
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from tests.integration.test_azure_ml_sdk import WORKSPACE, Served, conda, envhub_version, ml, server
 
@@ -54,11 +54,13 @@ def test_a_job_names_a_registered_environment_by_version_or_latest(ml: MLClient,
                                                      conda_file=conda(f"pkg{version}")))
     pinned = ml.jobs.create_or_update(command(command="python -V", environment="azureml:sdk-job-env:1",
                                               compute="cpu-cluster"))
-    # The SDK resolves a label itself (a versions list) and only without the 'azureml:' prefix: with it, it asks
-    # for the versions of an environment named 'azureml:sdk-job-env'.
+    # The SDK resolves a label itself (a versions list); with the 'azureml:' prefix it asks for the versions of
+    # 'azureml:sdk-job-env', which envhub takes as 'sdk-job-env'.
     latest = ml.jobs.create_or_update(command(command="python -V", environment="sdk-job-env@latest",
                                               compute="cpu-cluster"))
-    for job, version in ((pinned, "1"), (latest, "2")):
+    prefixed = ml.jobs.create_or_update(command(command="python -V", environment="azureml:sdk-job-env@latest",
+                                                compute="cpu-cluster"))
+    for job, version in ((pinned, "1"), (latest, "2"), (prefixed, "2")):
         assert env_of(job) == f"sdk-job-env:{version}"
         recorded = envhub_job(server, str(job.name))
         assert (recorded["environment_name"], recorded["environment_version"]) == ("sdk-job-env", version)
@@ -93,3 +95,18 @@ def test_the_same_name_again_is_idempotent_and_other_content_a_conflict(ml: MLCl
         assert own.status_code == 201, own.text
     got = ml.jobs.get("sdk-job-own")  # a job submitted through envhub's own API, read by the SDK
     assert (got.command, env_of(got)) == ("echo own", "sdk-job-put:1")
+
+
+def test_the_tags_of_a_recorded_job_are_replaced_by_a_put(ml: MLClient, server: Served) -> None:
+    ml.environments.create_or_update(Environment(name="sdk-job-tags", version="1", image=IMAGE))
+    made = ml.jobs.create_or_update(command(command="python -V", environment="azureml:sdk-job-tags:1",
+                                            compute="cpu-cluster", tags={"stage": "1", "team": "ml"}))
+    assert made.tags == {"stage": "1", "team": "ml"}
+    job = ml.jobs.get(str(made.name))
+    job.tags = {"stage": "2"}
+    assert ml.jobs.create_or_update(job).tags == {"stage": "2"}
+    assert ml.jobs.get(str(made.name)).tags == {"stage": "2"}
+    assert envhub_job(server, str(made.name))["spec"]["arm"]["tags"] == {"stage": "2"}
+    job.command = "python -c 1"
+    with pytest.raises(ResourceExistsError):  # anything else is the recorded job's for good
+        ml.jobs.create_or_update(job)

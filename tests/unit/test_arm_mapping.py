@@ -18,6 +18,7 @@ from shared.domain.arm import (
     list_view,
     merged,
     parse_version,
+    plain_name,
     uploaded_context,
     version_properties,
     with_context,
@@ -148,3 +149,8 @@ def test_container_bodies_views_and_order() -> None:
     check_order("createdtime  DESC")
     with pytest.raises(InvalidDefinition, match="newest first"):
         check_order("createdtime asc")
+
+
+def test_the_azureml_prefix_the_sdk_leaves_on_a_label_is_not_part_of_the_name() -> None:
+    assert [plain_name(n) for n in ("azureml:env", "AzureML:env", "env", "azureml", "azureml:")] == \
+        ["env", "env", "env", "azureml", ""]

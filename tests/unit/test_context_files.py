@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
+from functools import partial
 from typing import IO
 
 import pytest
@@ -16,7 +17,7 @@ from tests.fakes.contexts import FakeContextStore
 
 
 def _files(contents: dict[str, bytes], announced: int | None = None) -> list[tuple[str, int, Callable[[], IO[bytes]]]]:
-    return [(path, len(data) if announced is None else announced, lambda data=data: io.BytesIO(data))
+    return [(path, len(data) if announced is None else announced, partial(io.BytesIO, data))
             for path, data in contents.items()]
 
 
