@@ -13,10 +13,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import context_hashing, cosmos_operations, http_registrations, image_cache, load, patch_scan, sdk
+from bench import (
+    context_hashing,
+    cosmos_operations,
+    http_registrations,
+    image_cache,
+    load,
+    patch_scan,
+    queue_registrations,
+    sdk,
+)
 from bench.timing import Row
 
-BENCHMARKS = ("hashing", "http", "sdk", "images", "cosmos", "scan", "load")  # names for the command line, in run order
+# names for the command line, in run order
+BENCHMARKS = ("hashing", "http", "queue", "sdk", "images", "cosmos", "scan", "load")
 
 
 def machine() -> str:
@@ -75,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
             rows += http_registrations.run(root / "http")
             notes.append(f"{http_registrations.REQUESTS} requests per HTTP side; best of "
                          f"{http_registrations.REPEATS} interleaved runs")
+        if "queue" in wanted:
+            console.print("registering through the registration queue and over HTTP ...")
+            rows += queue_registrations.run(root / "queue")
+            notes.append(f"queue: {queue_registrations.MESSAGES} registrations a side, best of "
+                         f"{queue_registrations.REPEATS} interleaved runs")
         if "sdk" in wanted:
             if absent := sdk.missing():
                 console.print(f"skipping the SDK benchmark: {', '.join(absent)} not installed", highlight=False)

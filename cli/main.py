@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from cli import builds, deployments, environments, scans, tokens  # noqa: F401  (their commands register on the app)
+from cli import builds, deployments, environments, queues, scans, tokens  # noqa: F401  (their commands register on the app)
 from cli.app import app, err, fail
 from shared.domain.errors import EnvhubError
 

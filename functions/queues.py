@@ -4,11 +4,13 @@ queue, the recovery sweep that re-sends the steps of builds whose messages were 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import azure.functions as func
 
 from shared.bootstrap import Services
+from shared.domain.errors import MessageRefused
 from shared.ports import QueueMessage
 
 POISON_SUFFIX = "-poison"  # where the Functions host moves a message after maxDequeueCount failures
@@ -19,6 +21,36 @@ GC_SCHEDULE = "0 30 4 * * *"  # NCRONTAB: daily at 04:30 UTC
 def _message(message: func.QueueMessage) -> QueueMessage:
     return QueueMessage(id=message.id or "", receipt=message.pop_receipt or "",
                         body=message.get_body().decode("utf8"), dequeue_count=message.dequeue_count or 1)
+
+
+def is_envelope(body: str) -> bool:
+    """Whether a poison-queue message is envhub's own envelope (`{"body", "reason", ...}`), not a bare original."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and {"body", "reason"} <= data.keys()
+
+
+def _take(services: Services, queue: str, message: func.QueueMessage) -> None:
+    """A registration or job submission. A message that can never succeed goes to the poison queue at once, its
+    sender told; other faults propagate, and the host retries them up to maxDequeueCount."""
+    taken = _message(message)
+    try:
+        services.intake.handle(queue, taken)
+    except MessageRefused as refused:
+        # Our own envelope, with the reason, then the message deleted: the host's later delete finds it gone,
+        # which it takes as done.
+        services.consumers[queue].queue.poison(taken, f"refused: {refused}")
+
+
+def _gave_up(services: Services, queue: str, message: func.QueueMessage) -> None:
+    """The poison queue: messages the host moved after the last retry get their failure reply; those envhub
+    refused itself (its envelope) were answered already."""
+    body = message.get_body().decode("utf8")
+    if is_envelope(body):
+        return
+    services.intake.give_up(queue, _message(message), "retried until the queue gave up")
 
 
 def blueprint(services: Services) -> func.Blueprint:
@@ -48,6 +80,28 @@ def blueprint(services: Services) -> func.Blueprint:
     @bp.queue_trigger(arg_name="message", queue_name=scans + POISON_SUFFIX, connection="AzureWebJobsStorage")
     def scan_gave_up(message: func.QueueMessage) -> None:
         services.scanning.give_up(_message(message), "the registry was retried until the queue gave up")
+
+    intake = services.settings.registration_queue, services.settings.submission_queue
+
+    @bp.function_name("registration_received")
+    @bp.queue_trigger(arg_name="message", queue_name=intake[0], connection="AzureWebJobsStorage")
+    def registration_received(message: func.QueueMessage) -> None:
+        _take(services, intake[0], message)
+
+    @bp.function_name("registration_gave_up")
+    @bp.queue_trigger(arg_name="message", queue_name=intake[0] + POISON_SUFFIX, connection="AzureWebJobsStorage")
+    def registration_gave_up(message: func.QueueMessage) -> None:
+        _gave_up(services, intake[0], message)
+
+    @bp.function_name("submission_received")
+    @bp.queue_trigger(arg_name="message", queue_name=intake[1], connection="AzureWebJobsStorage")
+    def submission_received(message: func.QueueMessage) -> None:
+        _take(services, intake[1], message)
+
+    @bp.function_name("submission_gave_up")
+    @bp.queue_trigger(arg_name="message", queue_name=intake[1] + POISON_SUFFIX, connection="AzureWebJobsStorage")
+    def submission_gave_up(message: func.QueueMessage) -> None:
+        _gave_up(services, intake[1], message)
 
     @bp.function_name("patch_scan")
     @bp.timer_trigger(arg_name="timer", schedule="%PATCH_SCAN_SCHEDULE%", run_on_startup=False)

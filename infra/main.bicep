@@ -80,6 +80,10 @@ var buildContextsContainerName = 'build-contexts'
 var cosmosDatabaseName = 'envhub'
 var buildQueueName = 'build-requests'
 var scanQueueName = 'scan-requests'
+// Work handed in as messages: whoever holds Storage Queue Data Message Sender on the account acts as a
+// contributor in every workspace the messages name (see README, "Queue messages").
+var registrationQueueName = 'environment-registrations'
+var submissionQueueName = 'job-submissions'
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: 'rg-${environmentName}'
@@ -113,7 +117,10 @@ module storage './app/storage.bicep' = {
       '${buildQueueName}-poison'
       scanQueueName
       '${scanQueueName}-poison'
-      'job-submissions'
+      registrationQueueName
+      '${registrationQueueName}-poison'
+      submissionQueueName
+      '${submissionQueueName}-poison'
     ]
   }
 }
@@ -152,6 +159,9 @@ module cosmos './app/cosmos.bicep' = {
       // Who may call (bearer tokens, one partition) and what they changed (per workspace).
       { name: 'tokens', partitionKeyPath: '/pk' }
       { name: 'audit', partitionKeyPath: '/workspace' }
+      // What envhub took from queues: an entry per (workspace, correlation id) in its workspace's partition, and
+      // the replies owed when a build ends in that build's ('build:<id>').
+      { name: 'inbox', partitionKeyPath: '/pk' }
     ]
   }
 }
@@ -189,6 +199,8 @@ var envhubSettings = {
   ENVHUB_BUILD_CHECK_MAX_SECONDS: '60'
   ENVHUB_BUILD_STALE_SECONDS: '900'
   ENVHUB_SCAN_QUEUE: scanQueueName
+  ENVHUB_REGISTRATION_QUEUE: registrationQueueName
+  ENVHUB_SUBMISSION_QUEUE: submissionQueueName
   // Callers sign in with Entra ID through App Service Authentication (api.bicep); roles from app roles or groups.
   ENVHUB_AUTH: 'entra'
   ENVHUB_ENTRA_GROUPS: string(entraGroups)
@@ -263,4 +275,6 @@ output ENVHUB_BUILDER string = envhubSettings.ENVHUB_BUILDER
 output ENVHUB_ACR_RESOURCE_ID string = envhubSettings.ENVHUB_ACR_RESOURCE_ID
 output ENVHUB_ARM_ENDPOINT string = envhubSettings.ENVHUB_ARM_ENDPOINT
 output ENVHUB_SCAN_QUEUE string = envhubSettings.ENVHUB_SCAN_QUEUE
+output ENVHUB_REGISTRATION_QUEUE string = envhubSettings.ENVHUB_REGISTRATION_QUEUE
+output ENVHUB_SUBMISSION_QUEUE string = envhubSettings.ENVHUB_SUBMISSION_QUEUE
 output PATCH_SCAN_SCHEDULE string = envhubSettings.PATCH_SCAN_SCHEDULE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from shared import factories
@@ -21,6 +21,7 @@ from shared.services.deployments import DeploymentService
 from shared.services.environments import EnvironmentService
 from shared.services.findings import FindingService
 from shared.services.images import ImageService
+from shared.services.intake import Intake, IntakeQueues
 from shared.services.jobs import JobService
 from shared.services.scan_conclusions import Concluder, RebuildPolicy
 from shared.services.scanning import ScanService
@@ -62,6 +63,7 @@ class Services:
     findings: FindingService
     access: AccessService
     datastores: DatastoreService
+    intake: Intake
     ports: dict[str, PortInfo] = field(default_factory=dict)
     # Each queue's receiving side and its handlers, for a local consumer (in Azure the queue triggers consume).
     consumers: dict[str, Consumer] = field(default_factory=dict)
@@ -126,13 +128,25 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     scanning = ScanService(store=adapter["store"], catalog=catalog, scans=adapter["scans"],
                            registry=adapter["registry"], queue=adapter["scan_queue"], concluder=concluder,
                            default_registry=settings.default_registry)
-    consumers = {name: Consumer(adapter[port], handle, give_up) for name, port, handle, give_up in (
+    access = AccessService(tokens=adapter["tokens"], audit=adapter["audit"])
+    intake = Intake(environments=environments, jobs=jobs, images=images, builds=adapter["builds"],
+                    inbox=adapter["inbox"], replies=adapter["replies"], access=access,
+                    max_bytes=settings.max_message_bytes, queues=IntakeQueues(
+                        registrations=settings.registration_queue, submissions=settings.submission_queue,
+                        own=frozenset({settings.build_queue, settings.scan_queue, settings.registration_queue,
+                                       settings.submission_queue})))
+    building.listeners.append(intake.build_finished)
+    drained: list[tuple[str, str, Callable[[QueueMessage], None], Callable[[QueueMessage, str], None]]] = [
         ("build", "queue", building.handle_message, building.give_up),
-        ("scan", "scan_queue", scanning.handle_message, scanning.give_up)) if hasattr(adapter[port], "receive")}
+        ("scan", "scan_queue", scanning.handle_message, scanning.give_up),
+        *((queue, port, partial(intake.handle, queue), partial(intake.give_up, queue)) for queue, port in (
+            (settings.registration_queue, "registration_queue"), (settings.submission_queue, "submission_queue")))]
+    consumers = {name: Consumer(adapter[port], handle, give_up) for name, port, handle, give_up in drained
+                 if hasattr(adapter[port], "receive")}
     return Services(settings=settings, environments=environments, contexts=contexts, jobs=jobs, images=images,
                     building=building, registry=adapter["registry"], catalog=catalog, ports=ports,
                     consumers=consumers, deployments=deployments, scanning=scanning,
                     findings=FindingService(scans=adapter["scans"]),
-                    access=AccessService(tokens=adapter["tokens"], audit=adapter["audit"]),
+                    access=access, intake=intake,
                     datastores=DatastoreService(area=adapter["uploads"], contexts=contexts,
                                                 container_prefix=settings.datastore_container_prefix))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -95,6 +96,58 @@ def storage_queue(settings: Settings) -> Any:
     return StorageQueue.from_settings(settings, settings.build_queue)
 
 
+def named_queue(settings: Settings, name: str) -> Any:
+    """The queue `name` of the backend the settings choose (what `envhub queue` sends to and reads from)."""
+    if settings.queue == "storage":
+        from shared.adapters.storage_queue import StorageQueue
+
+        return StorageQueue.from_settings(settings, name)
+    from shared.adapters.sqlite_queue import SqliteQueue
+
+    return SqliteQueue(sqlite_database(settings), name)
+
+
+def sqlite_registration_queue(settings: Settings) -> Any:
+    from shared.adapters.sqlite_queue import SqliteQueue
+
+    return SqliteQueue(sqlite_database(settings), settings.registration_queue)
+
+
+def storage_registration_queue(settings: Settings) -> Any:
+    from shared.adapters.storage_queue import StorageQueue
+
+    return StorageQueue.from_settings(settings, settings.registration_queue)
+
+
+def sqlite_submission_queue(settings: Settings) -> Any:
+    from shared.adapters.sqlite_queue import SqliteQueue
+
+    return SqliteQueue(sqlite_database(settings), settings.submission_queue)
+
+
+def storage_submission_queue(settings: Settings) -> Any:
+    from shared.adapters.storage_queue import StorageQueue
+
+    return StorageQueue.from_settings(settings, settings.submission_queue)
+
+
+def queue_replies(settings: Settings) -> Any:
+    from shared.adapters.replies import QueueReplies
+
+    return QueueReplies(lambda name: reply_queue(settings, name))
+
+
+def reply_queue(settings: Settings, name: str) -> Any:
+    """A queue replies go to: made when missing (it is the sender's; sending to a missing one would fail)."""
+    queue = named_queue(settings, name)
+    if settings.queue == "storage":
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):
+            queue.client.create_queue()
+    return queue
+
+
 def buildah(settings: Settings) -> Any:
     from shared.adapters.buildah import BuildahBuilder
 
@@ -155,6 +208,18 @@ def cosmos_audit(settings: Settings) -> Any:
     from shared.adapters.cosmos_access import CosmosAuditLog
 
     return CosmosAuditLog(cosmos_database(settings))
+
+
+def sqlite_inbox(settings: Settings) -> Any:
+    from shared.adapters.sqlite_inbox import SqliteInboxStore
+
+    return SqliteInboxStore(sqlite_database(settings))
+
+
+def cosmos_inbox(settings: Settings) -> Any:
+    from shared.adapters.cosmos_inbox import CosmosInboxStore
+
+    return CosmosInboxStore(cosmos_database(settings))
 
 
 def sqlite_scan_queue(settings: Settings) -> Any:
@@ -226,6 +291,10 @@ FACTORIES: dict[str, tuple[str, dict[str, Callable[[Settings], Any]]]] = {
     "scan_queue": ("queue", {"sqlite": sqlite_scan_queue, "storage": storage_scan_queue}),
     "tokens": ("store", {"sqlite": sqlite_tokens, "cosmos": cosmos_tokens}),
     "audit": ("store", {"sqlite": sqlite_audit, "cosmos": cosmos_audit}),
+    "inbox": ("store", {"sqlite": sqlite_inbox, "cosmos": cosmos_inbox}),
+    "registration_queue": ("queue", {"sqlite": sqlite_registration_queue, "storage": storage_registration_queue}),
+    "submission_queue": ("queue", {"sqlite": sqlite_submission_queue, "storage": storage_submission_queue}),
+    "replies": ("queue", {"sqlite": queue_replies, "storage": queue_replies}),
     "notifier": ("notifier_kind", {"none": no_notifier, "webhook": webhook}),
 }
 

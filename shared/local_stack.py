@@ -3,12 +3,15 @@ consumer and the recovery sweep. `envhub serve` runs it; in Azure none of it exi
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from shared.bootstrap import Services
@@ -21,6 +24,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 GC_INTERVAL = 3600.0  # seconds between garbage collections of build contexts
+EMULATORS_FILE = "emulators.json"  # under the data folder while `envhub serve --emulators` runs
 
 
 @contextmanager
@@ -36,10 +40,25 @@ def emulated(settings: Settings) -> Iterator[Settings]:
         cosmos = stack.enter_context(CosmosEmulator())
         log.info("emulators: Azurite (blob %s, queue %s), Cosmos DB %s", azurite.blob_endpoint,
                  azurite.queue_endpoint, cosmos.endpoint)
+        # Their ports are free ones: other processes on this machine (`envhub queue`) find them in this file.
+        found = settings.data_dir / EMULATORS_FILE
+        _write_private(found, {"storage_connection_string": azurite.connection_string,
+                               "cosmos_endpoint": cosmos.endpoint})
+        stack.callback(found.unlink, missing_ok=True)
         yield settings.model_copy(update={
             "store": "cosmos", "cosmos_endpoint": cosmos.endpoint, "cosmos_key": cosmos.key, "cosmos_create": True,
             "contexts": "blob", "queue": "storage", "storage_connection_string": azurite.connection_string,
             "storage_create": True})
+
+
+def _write_private(path: Path, content: dict[str, str]) -> None:
+    """Write JSON readable by this user only (mode 0600), replacing the file at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        json.dump(content, file)
+    os.replace(partial, path)
 
 
 @contextmanager

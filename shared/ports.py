@@ -13,6 +13,7 @@ from shared.domain.context import ContextManifest
 from shared.domain.context import ContextSource as ContextSource  # a port, defined in the domain
 from shared.domain.datastore import UploadedBlob
 from shared.domain.images import ImageRef
+from shared.domain.inbox import BuildWaiter, InboxEntry
 from shared.domain.plans import BuildPlan
 from shared.domain.records import Container, EnvironmentRecord, JobRecord
 from shared.domain.scans import Deployment, Finding, FindingStatus, Scan
@@ -157,6 +158,13 @@ class UploadArea(Probe, Protocol):
 
     def open(self, container: str, name: str) -> BinaryIO:
         """Read one blob (FileNotFoundError when it is gone)."""
+
+
+class ReplySender(Probe, Protocol):
+    """Where replies to queue messages go: a queue of the sender's."""
+
+    def send(self, reply_to: str, body: dict[str, Any]) -> None:
+        """Deliver one reply; raise Unavailable (or the backend's error) when it cannot be taken now."""
 
 
 class Registry(Probe, Protocol):
@@ -359,3 +367,30 @@ class AuditLog(Probe, Protocol):
 
     def entries(self, workspace: str, *, top: int, cursor: str | None) -> Page[AuditEntry]:
         ...
+
+
+class InboxStore(Probe, Protocol):
+    """What envhub remembers of the messages it took: one entry per (workspace, correlation id), and the replies
+    owed when builds end."""
+
+    def claim(self, entry: InboxEntry) -> InboxEntry:
+        """Store `entry` unless its (workspace, correlation_id) has one; return the stored entry (this one, or the
+        one stored before, unchanged). Atomic: of concurrent claims, one wins and all get the winner's."""
+
+    def finish(self, workspace: str, correlation_id: str, reply: dict[str, Any],
+               build_id: str | None = None) -> InboxEntry | None:
+        """Record the reply of a claimed entry unless it has one already (the first reply stays); return the
+        stored entry, or None when nothing was claimed under that key."""
+
+    def get_entry(self, workspace: str, correlation_id: str) -> InboxEntry | None:
+        """One entry."""
+
+    def wait_for(self, waiter: BuildWaiter) -> None:
+        """Remember a reply owed when `waiter.build_id` ends (the same waiter twice is stored once)."""
+
+    def take_waiters(self, build_id: str) -> list[BuildWaiter]:
+        """Remove and return the waiters of a build: each is returned to exactly one caller, however many take
+        at once."""
+
+    def take_waiter(self, build_id: str, workspace: str, correlation_id: str) -> BuildWaiter | None:
+        """Remove and return one waiter, or None when another caller took it (or none was stored)."""

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     queue: Literal["sqlite", "storage"] = "sqlite"
     queue_account_url: str | None = None
     build_queue: str = "build-requests"
+    # Work handed in as messages (schemas envhub.registration/1 and envhub.job-submission/1), on the same backend.
+    # Whoever may send to these queues acts as a contributor in every workspace the messages name.
+    registration_queue: str = "environment-registrations"
+    submission_queue: str = "job-submissions"
+    max_message_bytes: int = Field(64 * 1024, ge=1024)  # Azure Storage's own limit for a message
     # An emulator's connection string (Azurite) for blobs and queues; in Azure the identity signs in.
     storage_connection_string: str | None = None
     storage_create: bool = False  # create queues and containers (emulators only; infra/ does it in Azure)

@@ -13,39 +13,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from shared.domain import errors
+from shared.domain.problems import problem_body, status_of
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
-STATUS = {
-    errors.ContextTooLarge: 413,
-    errors.InvalidContext: 400,
-    errors.InvalidDefinition: 422,
-    errors.ReservedName: 422,
-    errors.Unauthenticated: 401,
-    errors.Forbidden: 403,
-    errors.NotFound: 404,
-    errors.VersionConflict: 409,
-    errors.NothingToBuild: 409,
-    errors.Unavailable: 503,
-}
-TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          409: "Conflict",
-          413: "Content too large", 415: "Unsupported media type", 422: "Invalid definition",
-          500: "Internal error", 503: "Service unavailable"}
 
 
 def problem(status: int, detail: str, *, slug: str, request: Request, **extra: Any) -> JSONResponse:
     """A problem+json response."""
-    body = {"type": f"urn:envhub:problem:{slug}", "title": TITLES.get(status, "Error"), "status": status,
-            "detail": _printable(detail), "instance": request.url.path,
-            **{k: _printable(v) if isinstance(v, str) else v for k, v in extra.items()}}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
-
-
-def _printable(text: str) -> str:
-    """Text that encodes as UTF-8: a lone surrogate the caller sent (JSON allows "\\udcff") is quoted back as an
-    escape instead of failing the response."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(problem_body(status, detail, slug=slug, instance=request.url.path, **extra),
+                        status_code=status, media_type=PROBLEM_JSON)
 
 
 def allowed_methods(request: Request) -> str:
@@ -70,7 +47,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.EnvhubError)
     async def domain_error(request: Request, error: errors.EnvhubError) -> JSONResponse:
-        status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
+        status = status_of(error)
         response = problem(status, str(error), slug=error.slug, request=request, where=error.where)
         if isinstance(error, errors.Unavailable):
             response.headers["Retry-After"] = str(error.retry_after)

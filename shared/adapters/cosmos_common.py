@@ -34,7 +34,7 @@ Doc = dict[str, Any]
 # Every container envhub uses and its partition key path (infra/ declares the same in Azure).
 CONTAINERS = {"environments": "/workspace", "jobs": "/workspace", "builds": "/pk", "deployments": "/workspace",
               "scans": "/pk", "findings": "/workspace", "tags": "/repository",
-              "tokens": "/pk", "audit": "/workspace"}
+              "tokens": "/pk", "audit": "/workspace", "inbox": "/pk"}
 
 # A request inside Azure takes milliseconds; these bound a dead or hung endpoint on the request path. The SDK's
 # own retries still run, inside OPERATION_SECONDS.

@@ -97,3 +97,14 @@ class SqliteQueue:
             "SELECT body, reason FROM poison_messages WHERE queue = ? ORDER BY poisoned_at", (self.name,)
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
+
+    def take_poisoned(self) -> tuple[str, str, str] | None:
+        """Remove and return (id, body, reason) of the oldest poisoned message, or None: a reader of the local
+        `<queue>-poison` takes it, as from the Storage poison queue."""
+        with self.database.transaction() as db:
+            row = db.execute("SELECT id, body, reason FROM poison_messages WHERE queue = ? "
+                             "ORDER BY poisoned_at LIMIT 1", (self.name,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM poison_messages WHERE id = ?", (row[0],))
+        return str(row[0]), str(row[1]), str(row[2])

@@ -118,3 +118,7 @@ class Forbidden(EnvhubError):
     """The caller may see the workspace but lacks the role this action needs."""
 
     slug = "forbidden"
+
+
+class MessageRefused(Exception):
+    """A queue message that can never succeed, whose sender has been told: poisoned at once, never retried."""

@@ -60,6 +60,8 @@ class BuildService:
         self.clock = clock
         # Resolves {{latest-image-tag}} and {{latest-pypi-version}} at dispatch; without it such a plan fails.
         self.templates = templates
+        # Told of every build that ends (replies owed to queue messages); a listener's failure is logged only.
+        self.listeners: list[Callable[[BuildRecord], None]] = []
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -281,4 +283,9 @@ class BuildService:
             "status": status, "finished_at": self.clock(), "reason": reason, **outcome})
         if done is not None:
             log.info("build %s of %s %s%s", build.id, build.image, status.value, f": {reason}" if reason else "")
+            for listener in self.listeners:
+                try:
+                    listener(done)
+                except Exception:  # the build's own outcome is recorded either way
+                    log.exception("a listener of build %s failed", build.id)
         return done

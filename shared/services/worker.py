@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.domain.errors import MessageRefused
 from shared.ports import QueueConsumer, QueueMessage
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ class WorkerPolicy:
 
 class QueueWorker:
     """Receives messages and hands them to `handle`. A handler that returns has done its work (or
-    recorded a final failure); one that raises is retried with backoff, then poisoned via `give_up`."""
+    recorded a final failure); one that raises MessageRefused is poisoned at once; one that raises anything else is
+    retried with backoff, then poisoned via `give_up`."""
 
     def __init__(self, queue: QueueConsumer, handle: Callable[[QueueMessage], None],
                  give_up: Callable[[QueueMessage, str], None], policy: WorkerPolicy) -> None:
@@ -49,6 +51,12 @@ class QueueWorker:
         heartbeat.start()
         try:
             self.handle(message)
+        except MessageRefused as refused:  # final: retrying cannot help
+            stop_heartbeat.set()
+            heartbeat.join()
+            log.warning("message %s refused: %s", message.id, refused)
+            self.queue.poison(held[0], f"refused: {refused}")
+            return True
         except Exception as error:  # any fault is retried; the handler records final failures itself
             stop_heartbeat.set()
             heartbeat.join()

@@ -260,7 +260,9 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azure]:
 
 def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure) -> None:
     assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds",
-                                    "scan_requested", "scan_gave_up", "patch_scan", "collect_context_garbage"}
+                                    "scan_requested", "scan_gave_up", "patch_scan", "collect_context_garbage",
+                                    "registration_received", "registration_gave_up", "submission_received",
+                                    "submission_gave_up"}
     http = azure.functions["http_app_func"].get_bindings()[0]
     assert http.type == "httpTrigger" and http.route == "/{*route}"
     queue = azure.functions["build_requested"].get_bindings()[0]
@@ -272,6 +274,11 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     assert timer.type == "timerTrigger" and timer.schedule == "%PATCH_SCAN_SCHEDULE%"
     assert azure.functions["scan_requested"].get_bindings()[0].queue_name == "scan-requests"
     assert azure.functions["scan_gave_up"].get_bindings()[0].queue_name == "scan-requests-poison"
+    for trigger, queue in (("registration_received", "environment-registrations"),
+                           ("registration_gave_up", "environment-registrations-poison"),
+                           ("submission_received", "job-submissions"),
+                           ("submission_gave_up", "job-submissions-poison")):
+        assert azure.functions[trigger].get_bindings()[0].queue_name == queue
     assert azure.functions["collect_context_garbage"].get_bindings()[0].type == "timerTrigger"
     assert not (Path(azure.services.settings.data_dir)).exists()  # the Azure home writes nothing locally
     status, health = azure.http("GET", "/health")
@@ -280,7 +287,8 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     assert kinds == {"store": "cosmos", "builds": "cosmos", "contexts": "blob", "queue": "storage",
                      "builder": "acr_tasks", "registry": "acr", "deployments": "cosmos", "scans": "cosmos",
                      "scan_queue": "storage", "notifier": "none", "tokens": "cosmos", "audit": "cosmos",
-                     "uploads": "blob"}
+                     "uploads": "blob", "inbox": "cosmos", "registration_queue": "storage",
+                     "submission_queue": "storage", "replies": "storage"}
     assert health["status"] == "ok", json.dumps(health, indent=1)
     # ENVHUB_AUTH=entra from infra: no principal from App Service, no access; the admin's changes are audited
     status, problem = azure.http("GET", "/workspaces/w/environments", signed_in=False)
@@ -340,6 +348,42 @@ def test_the_sdk_datastore_flow_through_the_http_trigger(azure: Azure) -> None:
     status, record = azure.http("GET", "/workspaces/w/environments/uploaded/versions/1")
     assert record["definition"]["build"]["context"] == made["properties"]["build"]["contextUri"]
     assert record["definition"]["build"]["context"].startswith("sha256:")
+
+
+def test_queue_messages_through_the_triggers(azure: Azure) -> None:
+    """A registration and a job submission as messages, a bad one, and a message the host gave up on."""
+    settings = azure.services.settings
+    replies = factories.named_queue(settings, "trigger-replies")
+    for queue, sent in ((settings.registration_queue, {
+            "schema": "envhub.registration/1", "workspace": "w", "name": "by-queue", "correlation_id": "t-1",
+            "reply_to": "trigger-replies", "definition": {"image": f"{azure.registry_host}/envhub/busybox:latest"}}),
+            (settings.submission_queue, {
+                "schema": "envhub.job-submission/1", "workspace": "w", "correlation_id": "t-2",
+                "reply_to": "trigger-replies", "job": {"command": "echo", "environment": "azureml:by-queue:1"}})):
+        factories.named_queue(settings, queue).send(json.dumps(sent))
+        azure.deliver("registration_received" if queue == settings.registration_queue else "submission_received",
+                      queue=queue)
+    answers = [json.loads(m.body) for m in iter(lambda: replies.receive(30), None)]
+    assert [(a["correlation_id"], a["status"], a["environment"]) for a in answers] == [
+        ("t-1", "registered", "by-queue:1"), ("t-2", "submitted", "by-queue:1")]
+    status, job = azure.http("GET", f"/workspaces/w/jobs/{answers[1]['job']}")
+    assert status == 200 and job["environment_version"] == "1"
+
+    bad = json.dumps({"schema": "envhub.registration/1", "workspace": "w", "correlation_id": "t-3",
+                      "reply_to": "trigger-replies", "name": "bad", "definition": {}})
+    factories.named_queue(settings, settings.registration_queue).send(bad)
+    azure.deliver("registration_received", queue=settings.registration_queue)  # refused: poisoned at once
+    [(body, reason)] = azure.services.consumers[settings.registration_queue].queue.poisoned()
+    assert body == bad and reason.startswith("refused")
+    [failed] = [json.loads(m.body) for m in iter(lambda: replies.receive(30), None)]
+    assert failed["status"] == "failed" and failed["error"]["status"] == 422
+    # The poison trigger sees envhub's own envelope (already answered) and a bare message the host moved.
+    host_moved = json.dumps({**json.loads(bad), "correlation_id": "t-4"})
+    for body in (json.dumps({"body": bad, "reason": "refused: x", "dequeue_count": 1}), host_moved):
+        azure.functions["registration_gave_up"].get_user_function()(
+            QueueMessage(id="p", body=body.encode(), pop_receipt="r", dequeue_count=1))
+    [gave_up] = [json.loads(m.body) for m in iter(lambda: replies.receive(30), None)]
+    assert (gave_up["correlation_id"], gave_up["status"], gave_up["error"]["status"]) == ("t-4", "failed", 503)
 
 
 def test_a_poisoned_build_message_fails_its_build(azure: Azure) -> None:
