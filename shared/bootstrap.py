@@ -134,7 +134,7 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
                     max_bytes=settings.max_message_bytes, queues=IntakeQueues(
                         registrations=settings.registration_queue, submissions=settings.submission_queue,
                         own=frozenset({settings.build_queue, settings.scan_queue, settings.registration_queue,
-                                       settings.submission_queue})))
+                                       settings.submission_queue}), webhooks=settings.webhooks))
     building.listeners.append(intake.build_finished)
     drained: list[tuple[str, str, Callable[[QueueMessage], None], Callable[[QueueMessage, str], None]]] = [
         ("build", "queue", building.handle_message, building.give_up),

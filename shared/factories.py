@@ -134,7 +134,7 @@ def storage_submission_queue(settings: Settings) -> Any:
 def queue_replies(settings: Settings) -> Any:
     from shared.adapters.replies import QueueReplies
 
-    return QueueReplies(lambda name: reply_queue(settings, name))
+    return QueueReplies(lambda name: reply_queue(settings, name), webhooks=settings.webhooks)
 
 
 def reply_queue(settings: Settings, name: str) -> Any:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     registration_queue: str = "environment-registrations"
     submission_queue: str = "job-submissions"
     max_message_bytes: int = Field(64 * 1024, ge=1024)  # Azure Storage's own limit for a message
+    # Webhooks replies may be posted to: comma-separated host[:port] or `*.suffix` (https only; loopback and private
+    # addresses only as IP literals written here). Unset: replies go to queues only.
+    reply_webhooks: str = ""
     # An emulator's connection string (Azurite) for blobs and queues; in Azure the identity signs in.
     storage_connection_string: str | None = None
     storage_create: bool = False  # create queues and containers (emulators only; infra/ does it in Azure)
@@ -166,6 +169,11 @@ class Settings(BaseSettings):
         """Registries envhub and its builds may contact; the workspace's own (and the unqualified one) always."""
         return Allowlist.parse(self.allowed_registries, home=(self.registry_host,), also=(self.unqualified_registry,),
                                default_registry=self.default_registry)
+
+    @property
+    def webhooks(self) -> frozenset[str]:
+        """The hosts replies may be posted to."""
+        return frozenset(entry.strip().lower() for entry in self.reply_webhooks.split(",") if entry.strip())
 
     @property
     def notifier_kind(self) -> str:

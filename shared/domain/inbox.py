@@ -7,10 +7,12 @@ import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from shared.domain.errors import EnvhubError
+from shared.domain.outbound import host_problem, ip_literal, split_host, wildcard_match
 
 REGISTRATION = "envhub.registration/1"
 JOB_SUBMISSION = "envhub.job-submission/1"
@@ -30,7 +32,7 @@ class _Message(BaseModel):
 
     workspace: str = Field(min_length=1, max_length=255)
     correlation_id: CorrelationId
-    reply_to: str | None = Field(None, max_length=2048, description="the name of a queue of the sender's")
+    reply_to: str | None = Field(None, max_length=2048, description="a queue of the sender's, or an https webhook")
     ensure_image: bool = False
     sender: str | None = Field(None, max_length=255, description="who sent it, as the sender says (audited, "
                                                                  "never trusted: the queue grants what it grants)")
@@ -144,15 +146,38 @@ def fingerprint(message: Message) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def check_reply_to(reply_to: str | None, *, own_queues: frozenset[str]) -> None:
-    """A reply goes to a queue of the sender's: never one envhub reads (a reply there would be taken for work)."""
+def check_reply_to(reply_to: str | None, *, own_queues: frozenset[str], webhooks: frozenset[str] = frozenset()
+                   ) -> None:
+    """A reply goes to a queue of the sender's (never one envhub reads: a reply there would be taken for work), or
+    to an https webhook whose host[:port] is on ENVHUB_REPLY_WEBHOOKS (`*.suffix` entries match names below it)."""
     if reply_to is None:
         return
     if reply_to.startswith("https://"):
-        raise InvalidMessage("replies to webhooks are not sent yet; name a reply queue", where="reply_to")
+        refusal = webhook_refusal(urlsplit(reply_to).netloc, webhooks)
+        if refusal is not None:
+            raise InvalidMessage(refusal, where="reply_to")
+        return
     if not QUEUE_NAME.match(reply_to):
-        raise InvalidMessage("reply_to is a queue name: 3-63 lowercase letters, digits and single hyphens",
-                             where="reply_to")
+        raise InvalidMessage("reply_to is a queue name (3-63 lowercase letters, digits and single hyphens) or an "
+                             "https webhook", where="reply_to")
     if reply_to in own_queues or reply_to.removesuffix("-poison") in own_queues:
         raise InvalidMessage(f"'{reply_to}' is one of envhub's own queues; reply to a queue of yours",
                              where="reply_to")
+
+
+def webhook_refusal(netloc: str, webhooks: frozenset[str]) -> str | None:
+    """Why envhub may not post a reply to `netloc` (host[:port] of an https URL), or None. Loopback and private
+    addresses only when written on the list as IP literals; names are checked again when connecting."""
+    name = netloc.lower()
+    problem = host_problem(name)
+    if problem is not None:
+        return f"the webhook '{netloc[:200]}' is refused: {problem}"
+    if name in webhooks:
+        return None
+    host, port = split_host(name)
+    address = ip_literal(host)
+    listed = address is None and any(wildcard_match(entry, host, port) for entry in webhooks)
+    if listed and not (host == "localhost" or host.endswith(".localhost")):
+        return None
+    return (f"replies go to webhooks on ENVHUB_REPLY_WEBHOOKS only ({', '.join(sorted(webhooks)) or 'none listed'}),"
+            f" not '{netloc[:200]}'")

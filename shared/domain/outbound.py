@@ -140,7 +140,7 @@ class Allowlist:
         if local or (address is not None and non_public(address)):
             return (f"registry '{registry}' is a loopback or private address; only the workspace's registry and "
                     f"addresses written in {ALLOWLIST_SETTING} may be used")
-        if self.anywhere or (address is None and any(_wildcard(e, host, port) for e in self.entries)):
+        if self.anywhere or (address is None and any(wildcard_match(e, host, port) for e in self.entries)):
             return None
         listed = ", ".join(sorted(self.entries | self.home))
         return (f"registry '{registry}' is not on the allowlist of registries envhub may contact "
@@ -188,7 +188,7 @@ def registry_of(text: str, default_registry: str) -> str:
     return first if slash and ("." in first or ":" in first or first == "localhost") else default_registry
 
 
-def _wildcard(entry: str, host: str, port: int | None) -> bool:
+def wildcard_match(entry: str, host: str, port: int | None) -> bool:
     if not entry.startswith("*."):
         return False
     suffix, entry_port = split_host(entry[2:])

@@ -42,6 +42,7 @@ class IntakeQueues:
     registrations: str
     submissions: str
     own: frozenset[str]
+    webhooks: frozenset[str] = frozenset()
 
 
 class Intake:
@@ -94,7 +95,7 @@ class Intake:
             return
         error = Unavailable(f"envhub could not process the message: {reason}", where="<message>")
         try:
-            check_reply_to(reply_to, own_queues=self.queues.own)
+            check_reply_to(reply_to, own_queues=self.queues.own, webhooks=self.queues.webhooks)
             self.replies.send(reply_to, self._failure(correlation_id, error, queue).model_dump(exclude_none=True))
         except (EnvhubError, OSError) as failure:
             log.error("could not reply to %s about message %s: %s", reply_to, message.id, failure)
@@ -115,7 +116,7 @@ class Intake:
                 other = self.queues.submissions if expected is RegistrationMessage else self.queues.registrations
                 raise InvalidMessage(f"this is the {queue} queue; a {parsed.schema_} message goes to {other}",
                                      where="schema")
-            check_reply_to(parsed.reply_to, own_queues=self.queues.own)
+            check_reply_to(parsed.reply_to, own_queues=self.queues.own, webhooks=self.queues.webhooks)
             return parsed
         except InvalidMessage as error:
             workspace, correlation_id, reply_to = salvage(body)

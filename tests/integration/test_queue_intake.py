@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import ssl
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from shared import factories
+from shared.adapters import local_tls
 from shared.bootstrap import Services, build_services
+from shared.domain.errors import StoreUnavailable
 from shared.local_stack import worker_for
 from shared.settings import Settings
 from tests.emulators import azurite_or_skip, cosmos_or_skip
@@ -194,3 +199,80 @@ def test_ensure_image_replies_twice_around_one_build(home: Home) -> None:
     built = [r for r in replies if r["status"] == "built"]
     assert {r["build_id"] for r in built} == {replies[0]["build_id"]} and all(r["digest"] for r in built)
     assert home.builder.starts == 1
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A sender's webhook: records each JSON body; answers 503 to the first POST when told to."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+    fail_first = False
+
+    def do_POST(self) -> None:  # the name http.server calls
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if Hook.fail_first:
+            Hook.fail_first = False
+            self.send_response(503)
+        else:
+            Hook.received.append(body)
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An https webhook on a loopback port, its certificate from a CA this process trusts (SSL_CERT_FILE)."""
+    tls = local_tls.ensure(tmp_path / "hook")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))  # read when envhub makes its client
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.certificate, tls.key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    Hook.received, Hook.fail_first = [], True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_reply_is_posted_to_a_listed_webhook(home: Home, webhook: str) -> None:
+    home.settings = home.settings.model_copy(update={"reply_webhooks": webhook})
+    home.restart()
+    home.send(home.settings.registration_queue, registration(reply_to=f"https://{webhook}/replies"))
+    home.work()  # the webhook's first answer is a 503: retried, then taken
+    assert [(r["correlation_id"], r["status"], r["environment"]) for r in Hook.received] == [
+        ("c-1", "registered", "env:1")]
+    home.send(home.settings.registration_queue, registration("c-2", reply_to="https://elsewhere.example/x"))
+    home.work()
+    [(_, reason)] = home.poisoned(home.settings.registration_queue)
+    assert "ENVHUB_REPLY_WEBHOOKS" in reason and len(Hook.received) == 1
+
+
+def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply(home: Home) -> None:
+    store = home.services.environments.store
+    real_insert = store.insert_next
+    outages = iter([True])  # the first registration attempt meets an outage; the retry does not
+
+    def flaky(record: Any) -> Any:
+        if next(outages, False):
+            raise StoreUnavailable("the store did not answer")
+        return real_insert(record)
+
+    store.insert_next = flaky
+    home.send(home.settings.registration_queue, registration())
+    [reply] = home.replies_after_work(1)
+    assert reply["status"] == "registered" and reply["environment"] == "env:1"
+    assert home.poisoned(home.settings.registration_queue) == []
+
+    def down(record: Any) -> Any:
+        raise StoreUnavailable("the store did not answer")
+
+    store.insert_next = down
+    home.send(home.settings.registration_queue, registration("c-2", name="other"))
+    [failed] = home.replies_after_work(1)
+    assert (failed["correlation_id"], failed["status"], failed["error"]["status"]) == ("c-2", "failed", 503)
+    [(_, reason)] = home.poisoned(home.settings.registration_queue)
+    assert "did not answer" in reason
+    assert [r.name for r in store.history("w", "other", top=5, cursor=None).items] == []

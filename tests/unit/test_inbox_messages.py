@@ -18,6 +18,7 @@ from shared.domain.inbox import (
 )
 
 OWN = frozenset({"build-requests", "environment-registrations"})
+WEBHOOKS = frozenset({"ci.example", "*.hooks.example", "127.0.0.1:8443"})
 BASE: dict[str, Any] = {"schema": "envhub.registration/1", "workspace": "w", "correlation_id": "c-1",
                         "name": "env", "definition": {"image": "python:3.11"}}
 
@@ -67,13 +68,20 @@ def test_a_fingerprint_is_the_content_not_the_reply_address() -> None:
     ("Bad_Name", "queue name"),
     ("a--b", "queue name"),
     ("http://hooks.example/x", "queue name"),
-    ("https://hooks.example/x", "webhooks are not sent yet"),
+    ("https://hooks.example/x", "ENVHUB_REPLY_WEBHOOKS only"),
+    ("https://evil.example/x", "ENVHUB_REPLY_WEBHOOKS only"),
+    ("https://a.hooks.example.evil.example/x", "ENVHUB_REPLY_WEBHOOKS only"),
+    ("https://user:pw@ci.example/x", "user information"),
+    ("https://10.0.0.5/x", "ENVHUB_REPLY_WEBHOOKS only"),  # a private address not written on the list
+    ("https://x.localhost/x", "ENVHUB_REPLY_WEBHOOKS only"),
 ])
-def test_replies_never_go_to_envhubs_own_queues(reply_to: str, says: str) -> None:
-    with pytest.raises(InvalidMessage, match=says):
-        check_reply_to(reply_to, own_queues=OWN)
+def test_replies_never_go_to_envhubs_own_queues_or_unlisted_hosts(reply_to: str, says: str) -> None:
+    with pytest.raises(InvalidMessage, match=says) as refused:
+        check_reply_to(reply_to, own_queues=OWN, webhooks=WEBHOOKS)
+    assert refused.value.where == "reply_to"
 
 
-def test_replies_go_to_a_queue_of_the_senders() -> None:
-    check_reply_to("ci-replies", own_queues=OWN)
-    check_reply_to(None, own_queues=OWN)
+@pytest.mark.parametrize("reply_to", ["ci-replies", None, "https://ci.example/hook", "https://a.b.hooks.example/x",
+                                      "https://127.0.0.1:8443/replies"])
+def test_replies_go_to_a_queue_of_the_senders_or_a_listed_webhook(reply_to: str | None) -> None:
+    check_reply_to(reply_to, own_queues=OWN, webhooks=WEBHOOKS)
