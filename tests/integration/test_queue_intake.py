@@ -250,7 +250,8 @@ def test_a_reply_is_posted_to_a_listed_webhook(home: Home, webhook: str) -> None
     assert "ENVHUB_REPLY_WEBHOOKS" in reason and len(Hook.received) == 1
 
 
-def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply(home: Home) -> None:
+def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     store = home.services.environments.store
     real_insert = store.insert_next
     outages = iter([True])  # the first registration attempt meets an outage; the retry does not
@@ -260,7 +261,7 @@ def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply
             raise StoreUnavailable("the store did not answer")
         return real_insert(record)
 
-    store.insert_next = flaky
+    monkeypatch.setattr(store, "insert_next", flaky)
     home.send(home.settings.registration_queue, registration())
     [reply] = home.replies_after_work(1)
     assert reply["status"] == "registered" and reply["environment"] == "env:1"
@@ -269,7 +270,7 @@ def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply
     def down(record: Any) -> Any:
         raise StoreUnavailable("the store did not answer")
 
-    store.insert_next = down
+    monkeypatch.setattr(store, "insert_next", down)
     home.send(home.settings.registration_queue, registration("c-2", name="other"))
     [failed] = home.replies_after_work(1)
     assert (failed["correlation_id"], failed["status"], failed["error"]["status"]) == ("c-2", "failed", 503)
