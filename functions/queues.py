@@ -114,6 +114,12 @@ def blueprint(services: Services) -> func.Blueprint:
     def recover_builds(timer: func.TimerRequest) -> None:
         services.building.recover()
 
+    @bp.function_name("recover_replies")
+    @bp.timer_trigger(arg_name="timer", schedule=RECOVERY_SCHEDULE, run_on_startup=False)
+    def recover_replies(timer: func.TimerRequest) -> None:
+        # Replies owed for builds that ended while a reply queue or webhook was down.
+        services.intake.recover()
+
     @bp.function_name("collect_context_garbage")
     @bp.timer_trigger(arg_name="timer", schedule=GC_SCHEDULE, run_on_startup=False)
     def collect_context_garbage(timer: func.TimerRequest) -> None:

@@ -113,13 +113,14 @@ def scheduler_for(services: Services, *, wait: Callable[[float], bool],
 
 
 def _sweep(services: Services, stop: threading.Event) -> None:
-    """The timers Azure runs, played here: the recovery sweep (builds whose messages were lost move on), and
-    hourly the garbage collection of build-context blobs no manifest names."""
+    """The timers Azure runs, played here: the recovery sweeps (builds whose messages were lost move on; replies
+    owed for ended builds are sent), and hourly the garbage collection of build-context blobs no manifest names."""
     interval = max(1.0, services.settings.build_stale_seconds / 2)
     next_gc = time.monotonic()
     while not stop.wait(interval):
         try:
             services.building.recover()
+            services.intake.recover()
             if time.monotonic() >= next_gc:
                 next_gc = time.monotonic() + GC_INTERVAL
                 removed = services.contexts.collect_garbage(timedelta(hours=services.settings.context_gc_hours))

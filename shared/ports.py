@@ -392,5 +392,8 @@ class InboxStore(Probe, Protocol):
         """Remove and return the waiters of a build: each is returned to exactly one caller, however many take
         at once."""
 
+    def pending_waiters(self, top: int) -> list[BuildWaiter]:
+        """Up to `top` waiters of any build (the recovery sweep's view, oldest first where the store knows)."""
+
     def take_waiter(self, build_id: str, workspace: str, correlation_id: str) -> BuildWaiter | None:
         """Remove and return one waiter, or None when another caller took it (or none was stored)."""

@@ -17,6 +17,7 @@ from shared.domain.errors import StoreUnavailable
 from shared.domain.inbox import BuildWaiter, InboxEntry
 
 _WAITERS = "SELECT * FROM c WHERE c.pk = @pk AND c.type = 'waiter'"
+_ALL_WAITERS = "SELECT * FROM c WHERE c.type = 'waiter'"
 
 
 class CosmosInboxStore:
@@ -80,6 +81,11 @@ class CosmosInboxStore:
         if outage is not None and not taken:
             raise outage
         return taken
+
+    def pending_waiters(self, top: int) -> list[BuildWaiter]:
+        # Across partitions (one per build): only the recovery sweep asks, every few minutes.
+        items, _ = self._docs.page(_ALL_WAITERS, {}, pk=None, top=top, cursor=None)
+        return [BuildWaiter.model_validate(item["waiter"]) for item in items]
 
     def take_waiter(self, build_id: str, workspace: str, correlation_id: str) -> BuildWaiter | None:
         pk = _build_pk(build_id)

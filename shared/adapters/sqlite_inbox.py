@@ -75,6 +75,11 @@ class SqliteInboxStore:
             db.execute("DELETE FROM inbox_waiters WHERE build_id = ?", (build_id,))
         return [BuildWaiter.model_validate_json(row[0]) for row in rows]
 
+    def pending_waiters(self, top: int) -> list[BuildWaiter]:
+        rows = self._connection().execute("SELECT waiter FROM inbox_waiters ORDER BY rowid LIMIT ?",
+                                          (top,)).fetchall()
+        return [BuildWaiter.model_validate_json(row[0]) for row in rows]
+
     def take_waiter(self, build_id: str, workspace: str, correlation_id: str) -> BuildWaiter | None:
         with self.database.transaction() as db:
             row = db.execute("SELECT waiter FROM inbox_waiters WHERE build_id = ? AND workspace = ? "

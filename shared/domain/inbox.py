@@ -85,6 +85,9 @@ class InboxEntry(BaseModel):
     claimed_at: datetime
     reply: dict[str, Any] | None = None
     build_id: str | None = None
+    # For a registration without a version: the name's next integer version when the message was claimed. A version
+    # of the same content numbered from there on is the one this message wrote before a crash (no clocks compared).
+    next_version: int | None = None
 
 
 class BuildWaiter(BaseModel):

@@ -71,7 +71,8 @@ class Intake:
         reply); anything else raised is a fault worth a retry (the queue redelivers)."""
         parsed = self._parse(queue, message.body)
         entry = self.inbox.claim(InboxEntry(workspace=parsed.workspace, correlation_id=parsed.correlation_id,
-                                            fingerprint=fingerprint(parsed), claimed_at=self.clock()))
+                                            fingerprint=fingerprint(parsed), claimed_at=self.clock(),
+                                            next_version=self._next_version(parsed)))
         if entry.fingerprint != fingerprint(parsed):
             error = VersionConflict(f"correlation id '{parsed.correlation_id}' was used before for another message "
                                     "in this workspace; each message needs its own", where="correlation_id")
@@ -105,6 +106,23 @@ class Intake:
         """Send the replies owed for a build that ended (messages that asked for their image)."""
         for waiter in self.inbox.take_waiters(build.id):
             self._send_built(waiter, build)
+
+    def recover(self, top: int = 100) -> int:
+        """The recovery sweep: replies still owed for builds that ended (a reply queue or webhook that was down, a
+        process that died between the build's end and its replies); return how many were sent."""
+        sent = 0
+        for waiter in self.inbox.pending_waiters(top):
+            build = self.builds.get(waiter.build_id)
+            if build is not None and not build.status.finished:
+                continue
+            if self.inbox.take_waiter(waiter.build_id, waiter.workspace, waiter.correlation_id) is None:
+                continue  # another sweep or the build's own listener took it
+            if build is None:
+                log.error("build %s of message %s/%s is gone; no reply is sent", waiter.build_id, waiter.workspace,
+                          waiter.correlation_id)
+                continue
+            sent += self._send_built(waiter, build)
+        return sent
 
     # -- steps -------------------------------------------------------------------------------------------
 
@@ -164,12 +182,21 @@ class Intake:
         return self.environments.register(workspace=message.workspace, name=message.name,
                                           document=message.definition, version=message.version).record
 
+    def _next_version(self, message: Message) -> int | None:
+        if not isinstance(message, RegistrationMessage) or message.version is not None:
+            return None
+        container = self.environments.store.container(message.workspace, message.name)
+        return 1 if container is None else int(container.next_version)
+
     def _registered_since(self, message: RegistrationMessage, entry: InboxEntry) -> EnvironmentRecord | None:
-        """The version this message registered before a crash: the newest with its content, made after the claim."""
+        """The version this message registered before a crash: one with its content, numbered from the name's next
+        version at the claim on (versions are never reused, so an older one is not this message's)."""
+        if entry.next_version is None:
+            return None
         described = self.environments.describe_document({**message.definition, "name": message.name})
         page = self.environments.store.history(message.workspace, message.name, top=20, cursor=None)
-        return next((r for r in page.items if r.description.hash == described.hash
-                     and r.created_at >= entry.claimed_at), None)
+        return next((r for r in page.items if r.description.hash == described.hash and r.version.isdigit()
+                     and int(r.version) >= entry.next_version), None)
 
     def _submit(self, message: JobSubmissionMessage) -> tuple[Any, EnvironmentRecord]:
         job = dict(message.job)
@@ -201,7 +228,7 @@ class Intake:
                 waiter.build_id, waiter.workspace, waiter.correlation_id) is not None:
             self._send_built(waiter, build)
 
-    def _send_built(self, waiter: BuildWaiter, build: BuildRecord) -> None:
+    def _send_built(self, waiter: BuildWaiter, build: BuildRecord) -> bool:
         entry = self.inbox.get_entry(waiter.workspace, waiter.correlation_id)
         first = Reply.model_validate(entry.reply) if entry is not None and entry.reply else Reply(
             correlation_id=waiter.correlation_id, status="registered")
@@ -215,8 +242,12 @@ class Intake:
                 "status": 500, "type": "urn:envhub:problem:build-failed", "title": "Build failed"}})
         try:
             self.replies.send(waiter.reply_to, second.model_dump(exclude_none=True))
-        except (EnvhubError, OSError) as error:  # the build is over either way; the sender can still ask over HTTP
-            log.error("could not reply to %s that build %s ended: %s", waiter.reply_to, build.id, error)
+        except Exception as error:  # put back: the recovery sweep sends it later
+            log.warning("could not reply to %s that build %s ended (%s); the sweep will retry", waiter.reply_to,
+                        build.id, error)
+            self.inbox.wait_for(waiter)
+            return False
+        return True
 
     # -- helpers -----------------------------------------------------------------------------------------
 

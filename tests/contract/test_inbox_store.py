@@ -175,5 +175,23 @@ def test_concurrent_take_waiter_gives_it_to_one_caller(inbox: InboxStore) -> Non
     assert [r for r in results if r is not None] == [w]
 
 
+def test_pending_waiters_span_builds_and_stay_until_taken(inbox: InboxStore) -> None:
+    owed = [waiter("b-1", "c-1"), waiter("b-2", "c-2"), waiter("b-2", "c-3", workspace="ws-2")]
+    for one in owed:
+        inbox.wait_for(one)
+    assert sorted(inbox.pending_waiters(10), key=str) == sorted(owed, key=str)
+    assert len(inbox.pending_waiters(2)) == 2
+    assert inbox.take_waiter("b-2", WS, "c-2") is not None
+    assert sorted(inbox.pending_waiters(10), key=str) == sorted([owed[0], owed[2]], key=str)
+
+
+def test_an_entry_keeps_its_next_version_mark(inbox: InboxStore) -> None:
+    stored = inbox.claim(entry("marked").model_copy(update={"next_version": 7}))
+    assert stored.next_version == 7
+    finished = inbox.finish(WS, "marked", {"status": "registered"})
+    assert finished is not None and finished.next_version == 7
+    assert inbox.get_entry(WS, "marked") == finished
+
+
 def test_check_answers(inbox: InboxStore) -> None:
     inbox.check()

@@ -48,6 +48,11 @@ class FakeInboxStore(_Answering):
         with self._lock:
             return list(self._waiters.pop(build_id, {}).values())
 
+    def pending_waiters(self, top: int) -> list[BuildWaiter]:
+        self._answer()
+        with self._lock:
+            return [w for waiters in self._waiters.values() for w in waiters.values()][:top]
+
     def take_waiter(self, build_id: str, workspace: str, correlation_id: str) -> BuildWaiter | None:
         self._answer()
         with self._lock:

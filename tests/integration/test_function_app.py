@@ -262,7 +262,7 @@ def test_the_app_starts_on_infra_settings_and_indexes_its_triggers(azure: Azure)
     assert set(azure.functions) == {"http_app_func", "build_requested", "build_gave_up", "recover_builds",
                                     "scan_requested", "scan_gave_up", "patch_scan", "collect_context_garbage",
                                     "registration_received", "registration_gave_up", "submission_received",
-                                    "submission_gave_up"}
+                                    "submission_gave_up", "recover_replies"}
     http = azure.functions["http_app_func"].get_bindings()[0]
     assert http.type == "httpTrigger" and http.route == "/{*route}"
     queue = azure.functions["build_requested"].get_bindings()[0]

@@ -277,3 +277,43 @@ def test_a_store_outage_is_retried_by_the_queue_and_lasting_ones_get_a_503_reply
     [(_, reason)] = home.poisoned(home.settings.registration_queue)
     assert "did not answer" in reason
     assert [r.name for r in store.history("w", "other", top=5, cursor=None).items] == []
+
+
+def test_a_built_reply_that_could_not_be_sent_is_sent_by_the_sweep(home: Home, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    replies = home.services.intake.replies
+    real_send = replies.send
+    down = [True]
+
+    def reply_queue_down_at_the_end(reply_to: str, body: dict[str, Any]) -> None:
+        if body["status"] == "built" and down[0]:
+            raise OSError("the reply queue is down")
+        real_send(reply_to, body)
+
+    monkeypatch.setattr(replies, "send", reply_queue_down_at_the_end)
+    home.send(home.settings.registration_queue, registration(ensure_image=True))
+    [first] = home.replies_after_work(2, timeout=3)  # the build ends, its reply cannot be sent
+    assert first["status"] == "registered" and first["build_id"]
+    build = home.services.images.builds.get(first["build_id"])
+    assert build is not None and build.status.finished
+    assert home.services.intake.recover() == 0 and home.replies() == []  # still down: kept for the next sweep
+    down[0] = False
+    assert home.services.intake.recover() == 1
+    [built] = home.replies()
+    assert (built["correlation_id"], built["status"], built["digest"]) == ("c-1", "built", build.digest)
+    assert home.services.intake.recover() == 0  # sent once
+
+
+def test_a_crash_before_the_record_never_takes_an_older_version_for_its_own(home: Home) -> None:
+    home.services.environments.register(workspace="w", name="env", document=DEFINITION)  # env:1, same content
+    inbox = home.services.ports["inbox"].adapter
+    real_finish = inbox.finish
+    inbox.finish = lambda *args, **kwargs: (_ for _ in ()).throw(OSError("killed before the record"))
+    home.send(home.settings.registration_queue, registration())
+    home.work()
+    inbox.finish = real_finish
+    home.restart()
+    [reply] = home.replies_after_work(1)
+    assert reply["environment"] == "env:2"  # its own write, found again; not the older version 1
+    versions = [r.version for r in home.services.environments.store.history("w", "env", top=5, cursor=None).items]
+    assert versions == ["2", "1"]
