@@ -50,7 +50,8 @@ def serve(
         settings = Settings(**overrides)
         with ExitStack() as stack:
             if settings.emulators:
-                settings = stack.enter_context(emulated(settings))
+                settings = stack.enter_context(emulated(settings, tls_host=host if tls else None))
+                _say_upload_proxy(settings.data_dir)
             services = build_services(settings)
             stack.enter_context(local_stack(services))
             if settings.auth == "tokens":
@@ -66,6 +67,18 @@ def serve(
                         ssl_certfile=certfile, ssl_keyfile=keyfile)
     except (EnvhubError, ValidationError) as error:
         fail(f"envhub cannot start: {error}", 1)
+
+
+def _say_upload_proxy(data_dir: Path) -> None:
+    """Print how Azure ML's SDK reaches the emulated Blob Storage, when `serve --tls --emulators` runs the proxy."""
+    import json
+
+    from shared.local_stack import EMULATORS_FILE
+
+    known = json.loads((data_dir / EMULATORS_FILE).read_text())
+    if "blob_proxy" in known:
+        err.print(f"Azure ML's SDK uploads: HTTPS_PROXY={known['blob_proxy']} NO_PROXY=127.0.0.1,localhost, "
+                  f"cloud_metadata storage_endpoint {known['storage_endpoint']!r}", markup=False)
 
 
 def _tls_files(data_dir: Path, host: str, port: int) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.bootstrap import Services
 from shared.domain.errors import EnvhubError
@@ -28,10 +29,11 @@ EMULATORS_FILE = "emulators.json"  # under the data folder while `envhub serve -
 
 
 @contextmanager
-def emulated(settings: Settings) -> Iterator[Settings]:
+def emulated(settings: Settings, *, tls_host: str | None = None) -> Iterator[Settings]:
     """Start Azurite (its data under the data folder) and the Cosmos DB server (in memory: a restart empties it)
     as children, and return settings that point the store, contexts and queue at them; builds still use
-    buildah and the local registry."""
+    buildah and the local registry. With `tls_host` (serving https), also the HTTPS proxy that takes Azure ML's
+    SDK uploads to Azurite, its certificates from the CA `envhub serve --tls` keeps."""
     from shared.adapters.azurite import Azurite
     from shared.adapters.cosmos_emulator import CosmosEmulator
 
@@ -40,15 +42,32 @@ def emulated(settings: Settings) -> Iterator[Settings]:
         cosmos = stack.enter_context(CosmosEmulator())
         log.info("emulators: Azurite (blob %s, queue %s), Cosmos DB %s", azurite.blob_endpoint,
                  azurite.queue_endpoint, cosmos.endpoint)
+        known = {"storage_connection_string": azurite.connection_string, "cosmos_endpoint": cosmos.endpoint}
+        if tls_host is not None:
+            known |= _upload_proxy(stack, settings, tls_host, azurite.blob_endpoint)
         # Their ports are free ones: other processes on this machine (`envhub queue`) find them in this file.
         found = settings.data_dir / EMULATORS_FILE
-        _write_private(found, {"storage_connection_string": azurite.connection_string,
-                               "cosmos_endpoint": cosmos.endpoint})
+        _write_private(found, known)
         stack.callback(found.unlink, missing_ok=True)
         yield settings.model_copy(update={
             "store": "cosmos", "cosmos_endpoint": cosmos.endpoint, "cosmos_key": cosmos.key, "cosmos_create": True,
             "contexts": "blob", "queue": "storage", "storage_connection_string": azurite.connection_string,
             "storage_create": True})
+
+
+def _upload_proxy(stack: ExitStack, settings: Settings, tls_host: str, blob_endpoint: str) -> dict[str, str]:
+    """Start the SDK uploads' HTTPS proxy in front of Azurite's blob service; what a client needs to use it."""
+    from shared.adapters import local_tls
+    from shared.adapters.blob_proxy import BlobProxy
+
+    files = local_tls.ensure(settings.data_dir, tls_host)
+    upstream = urlsplit(blob_endpoint)
+    proxy = stack.enter_context(BlobProxy((upstream.hostname or "127.0.0.1", upstream.port or 80), files.ca,
+                                          files.ca.with_name("ca-key.pem"), suffix=settings.local_storage_suffix,
+                                          port=settings.blob_proxy_port))
+    log.info("Azure ML's SDK uploads: HTTPS_PROXY=%s, cloud_metadata storage_endpoint %s", proxy.url,
+             settings.local_storage_suffix)
+    return {"blob_proxy": proxy.url, "storage_endpoint": settings.local_storage_suffix}
 
 
 def _write_private(path: Path, content: dict[str, str]) -> None:

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
 
     worker: bool = True  # drain the build queue inside this process
     emulators: bool = False  # `envhub serve --emulators`: start Azurite and a Cosmos DB server, use them
+    # With --emulators and --tls: Azure ML's SDK uploads to https://<account>.blob.<this>, reached through a local
+    # HTTPS proxy (HTTPS_PROXY) on this port (0: a free one), which hands them to Azurite.
+    local_storage_suffix: str = Field("envhub.test", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    blob_proxy_port: int = Field(0, ge=0, le=65535)
     queue_visibility_seconds: float = 60.0
     queue_max_attempts: int = 5
     queue_backoff_seconds: float = 2.0

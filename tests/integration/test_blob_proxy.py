@@ -14,7 +14,7 @@ from azure.storage.blob import ContainerClient, ContainerSasPermissions, generat
 
 from shared.adapters import local_tls
 from shared.adapters.azurite import ACCOUNT, ACCOUNT_KEY, EMULATORS, Azurite
-from tests.blob_proxy import BlobProxy
+from shared.adapters.blob_proxy import BlobProxy
 from tests.support import unavailable
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,8 @@
-"""An HTTPS_PROXY that terminates TLS for `<account>.blob.<suffix>` and pipes the plain bytes to Azurite."""
+"""An HTTPS_PROXY that terminates TLS for `<account>.blob.<suffix>` and pipes the plain bytes to Azurite.
+
+Azure ML's SDK uploads build contexts to `https://<account>.blob.<storage_endpoint>`, https and that host shape
+hard-coded. `envhub serve --tls --emulators` runs this proxy so that, with HTTPS_PROXY pointing at it, those uploads
+reach the local Azurite as DNS would route them to Blob Storage in Azure. It answers nothing else (403)."""
 
 from __future__ import annotations
 
@@ -32,8 +36,10 @@ class BlobProxy:
     """Answers `CONNECT <host>.blob.<suffix>:443` by posing as that host (a leaf signed by the given CA) and piping
     the decrypted bytes to `upstream` over plain TCP; any other request gets 403. Started by `start()` or `with`."""
 
-    def __init__(self, upstream: tuple[str, int], ca_cert: Path, ca_key: Path, suffix: str = "envhub.test") -> None:
+    def __init__(self, upstream: tuple[str, int], ca_cert: Path, ca_key: Path, suffix: str = "envhub.test",
+                 port: int = 0) -> None:
         self.upstream = upstream
+        self.port = port  # 0: a free one
         self.ca_cert = ca_cert
         self.ca_key = ca_key
         self.suffix = suffix.strip(".").lower()
@@ -53,14 +59,15 @@ class BlobProxy:
         return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> BlobProxy:
-        """Make the leaf certificate, listen on a free loopback port and accept connections in a daemon thread."""
+        """Make the leaf certificate, listen on the loopback port (a free one for 0) and accept connections in a
+        daemon thread."""
         if self._listener is not None:
             return self
         self._tls = self._context()
         self._stopping.clear()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
         self._listener = listener
         self._thread = threading.Thread(target=self._accept, args=(listener,), name="blob-proxy", daemon=True)
