@@ -53,6 +53,21 @@ def _gave_up(services: Services, queue: str, message: func.QueueMessage) -> None
     services.intake.give_up(queue, _message(message), "retried until the queue gave up")
 
 
+def _intake(bp: func.Blueprint, services: Services, kind: str, queue: str) -> None:
+    """The triggers of one queue of work handed in as messages: `<kind>_received`, and `<kind>_gave_up` on its
+    poison queue."""
+
+    @bp.function_name(f"{kind}_received")
+    @bp.queue_trigger(arg_name="message", queue_name=queue, connection="AzureWebJobsStorage")
+    def received(message: func.QueueMessage) -> None:
+        _take(services, queue, message)
+
+    @bp.function_name(f"{kind}_gave_up")
+    @bp.queue_trigger(arg_name="message", queue_name=queue + POISON_SUFFIX, connection="AzureWebJobsStorage")
+    def gave_up(message: func.QueueMessage) -> None:
+        _gave_up(services, queue, message)
+
+
 def blueprint(services: Services) -> func.Blueprint:
     """The triggers over these services. A handler that raises is retried by the host (host.json sets
     maxDequeueCount); after the last try the message lands in the poison queue, and the build fails."""
@@ -81,27 +96,8 @@ def blueprint(services: Services) -> func.Blueprint:
     def scan_gave_up(message: func.QueueMessage) -> None:
         services.scanning.give_up(_message(message), "the registry was retried until the queue gave up")
 
-    intake = services.settings.registration_queue, services.settings.submission_queue
-
-    @bp.function_name("registration_received")
-    @bp.queue_trigger(arg_name="message", queue_name=intake[0], connection="AzureWebJobsStorage")
-    def registration_received(message: func.QueueMessage) -> None:
-        _take(services, intake[0], message)
-
-    @bp.function_name("registration_gave_up")
-    @bp.queue_trigger(arg_name="message", queue_name=intake[0] + POISON_SUFFIX, connection="AzureWebJobsStorage")
-    def registration_gave_up(message: func.QueueMessage) -> None:
-        _gave_up(services, intake[0], message)
-
-    @bp.function_name("submission_received")
-    @bp.queue_trigger(arg_name="message", queue_name=intake[1], connection="AzureWebJobsStorage")
-    def submission_received(message: func.QueueMessage) -> None:
-        _take(services, intake[1], message)
-
-    @bp.function_name("submission_gave_up")
-    @bp.queue_trigger(arg_name="message", queue_name=intake[1] + POISON_SUFFIX, connection="AzureWebJobsStorage")
-    def submission_gave_up(message: func.QueueMessage) -> None:
-        _gave_up(services, intake[1], message)
+    _intake(bp, services, "registration", services.settings.registration_queue)
+    _intake(bp, services, "submission", services.settings.submission_queue)
 
     @bp.function_name("patch_scan")
     @bp.timer_trigger(arg_name="timer", schedule="%PATCH_SCAN_SCHEDULE%", run_on_startup=False)
