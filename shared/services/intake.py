@@ -98,7 +98,7 @@ class Intake:
         try:
             check_reply_to(reply_to, own_queues=self.queues.own, webhooks=self.queues.webhooks)
             self.replies.send(reply_to, self._failure(correlation_id, error, queue).model_dump(exclude_none=True))
-        except (EnvhubError, OSError) as failure:
+        except Exception as failure:  # the message goes to the poison queue whatever happens to its reply
             log.error("could not reply to %s about message %s: %s", reply_to, message.id, failure)
         log.error("gave up on message %s of %s (%s/%s): %s", message.id, queue, workspace, correlation_id, reason)
 
@@ -107,7 +107,7 @@ class Intake:
         for waiter in self.inbox.take_waiters(build.id):
             self._send_built(waiter, build)
 
-    def recover(self, top: int = 100) -> int:
+    def recover(self, top: int = 500) -> int:
         """The recovery sweep: replies still owed for builds that ended (a reply queue or webhook that was down, a
         process that died between the build's end and its replies); return how many were sent."""
         sent = 0
@@ -259,7 +259,7 @@ class Intake:
             return
         try:
             self.replies.send(reply_to, reply.model_dump(exclude_none=True))
-        except (EnvhubError, OSError) as error:
+        except Exception as error:
             if not quiet:
                 raise  # the reply is part of the work: retried with the message (it is recorded, not redone)
             log.error("could not send the failure reply to %s: %s", reply_to, error)

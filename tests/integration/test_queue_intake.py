@@ -317,3 +317,21 @@ def test_a_crash_before_the_record_never_takes_an_older_version_for_its_own(home
     assert reply["environment"] == "env:2"  # its own write, found again; not the older version 1
     versions = [r.version for r in home.services.environments.store.history("w", "env", top=5, cursor=None).items]
     assert versions == ["2", "1"]
+
+
+def test_a_message_given_up_on_is_poisoned_even_when_its_reply_cannot_be_sent(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("the store did not answer")
+
+    def broken(reply_to: str, body: dict[str, Any]) -> None:
+        raise RuntimeError("the reply queue refused the message")
+
+    monkeypatch.setattr(home.services.environments.store, "insert_next", down)
+    monkeypatch.setattr(home.services.intake.replies, "send", broken)
+    home.send(home.settings.registration_queue, registration())
+    deadline = time.monotonic() + 15
+    while not home.poisoned(home.settings.registration_queue) and time.monotonic() < deadline:
+        home.work()
+    [(_, reason)] = home.poisoned(home.settings.registration_queue)
+    assert "did not answer" in reason
