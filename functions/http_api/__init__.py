@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from functions.http_api import access, deployments, environments, images, jobs, problems, scans
+from functions.http_api import access, deployments, environments, images, jobs, messages, problems, scans
 from functions.http_api.arm import datastores as arm_datastores
 from functions.http_api.arm import environments as arm_environments
 from functions.http_api.arm import errors as arm_errors
@@ -58,7 +58,7 @@ def create_app(services: Services) -> FastAPI:
             response.status_code = 503
         return {"status": "ok" if healthy else "degraded", **ports}
 
-    for module in (environments, jobs, images, deployments, scans, access, arm_environments, arm_jobs,
+    for module in (environments, jobs, images, deployments, scans, access, messages, arm_environments, arm_jobs,
                    arm_datastores):
         api.include_router(module.router)
     root.include_router(_docs_router(app))

@@ -88,6 +88,14 @@ class Intake:
         if parsed.ensure_image:
             self._follow_build(parsed, reply)
 
+    def entry(self, workspace: str, correlation_id: str) -> InboxEntry:
+        """What envhub remembers of a message: when it was taken, and its reply once processed."""
+        found = self.inbox.get_entry(workspace, correlation_id)
+        if found is None:
+            raise NotFound(f"no message with correlation id '{correlation_id}' was taken in workspace "
+                           f"'{workspace}'", where="correlation_id")
+        return found
+
     def give_up(self, queue: str, message: QueueMessage, reason: str) -> None:
         """A message retried until the queue gave up (a backend kept failing): its sender hears so."""
         workspace, correlation_id, reply_to = salvage(message.body)

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from fastapi.testclient import TestClient
 
+from functions.http_api import create_app
 from shared import factories
 from shared.adapters import local_tls
 from shared.bootstrap import Services, build_services
 from shared.domain.errors import StoreUnavailable
 from shared.local_stack import worker_for
 from shared.settings import Settings
+from tests.auth import authorized, token_for
 from tests.emulators import azurite_or_skip, cosmos_or_skip
 from tests.fakes.builder import FakeBuilder
 from tests.integration.test_build_faults import CONDA, Registry
@@ -335,3 +338,18 @@ def test_a_message_given_up_on_is_poisoned_even_when_its_reply_cannot_be_sent(
         home.work()
     [(_, reason)] = home.poisoned(home.settings.registration_queue)
     assert "did not answer" in reason
+
+
+def test_a_sender_can_ask_over_http_what_became_of_its_message(home: Home) -> None:
+    home.send(home.settings.registration_queue, registration("ask/me:1"))
+    home.work()
+    [reply] = home.replies()
+    with authorized(TestClient(create_app(home.services))) as client:
+        found = client.get("/api/workspaces/w/messages/ask/me:1")
+        assert found.status_code == 200, found.text
+        assert found.json()["reply"] == reply and found.json()["correlation_id"] == "ask/me:1"
+        missing = client.get("/api/workspaces/w/messages/never-sent")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        reader = token_for(home.services, "other", "reader")
+        hidden = client.get("/api/workspaces/w/messages/ask/me:1", headers={"authorization": f"Bearer {reader}"})
+        assert hidden.status_code == 404  # no role in the workspace: nothing there
