@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.server import Served, server
 from bench.timing import Row, best_of
@@ -35,21 +36,14 @@ def conda(index: int) -> dict[str, Any]:
 
 @contextmanager
 def environment(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, for None, remove) environment variables, restoring them afterwards."""
-    saved = {key: os.environ.get(key) for key in values}
-    try:
+    """Set (or, for None, remove) environment variables; the whole environment is restored afterwards."""
+    with mock.patch.dict(os.environ):
         for key, value in values.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
         yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 class StaticToken:

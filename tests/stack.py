@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,14 +12,8 @@ from shared.adapters.buildah_cli import Buildah
 from shared.adapters.local_registry import LocalRegistry
 from shared.adapters.seed_image import BUSYBOX, seed_busybox
 from shared.domain.images import ImageRef
+from tests.support import free_port as free_port  # re-exported: tests import it from here too
 from tests.support import unavailable
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def require_build_tools() -> None:

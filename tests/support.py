@@ -126,7 +126,7 @@ authed = _Authed()
 @contextmanager
 def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[ServerUrl]:
     """Start `envhub serve` on a free loopback port with its data under `folder`; yield its URL."""
-    port, registry_port = _free_port(), _free_port()
+    port, registry_port = free_port(), free_port()
     log_path = folder / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -150,7 +150,8 @@ def running_server(folder: Path, *extra: str, env: dict[str, str] | None = None)
             process.wait(timeout=10)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port the kernel has just handed out on the loopback address."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

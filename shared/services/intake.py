@@ -70,10 +70,11 @@ class Intake:
         """Process one message of `queue`. Raises MessageRefused for a message that can never succeed (after its failure
         reply); anything else raised is a fault worth a retry (the queue redelivers)."""
         parsed = self._parse(queue, message.body)
+        content = fingerprint(parsed)
         entry = self.inbox.claim(InboxEntry(workspace=parsed.workspace, correlation_id=parsed.correlation_id,
-                                            fingerprint=fingerprint(parsed), claimed_at=self.clock(),
+                                            fingerprint=content, claimed_at=self.clock(),
                                             next_version=self._next_version(parsed)))
-        if entry.fingerprint != fingerprint(parsed):
+        if entry.fingerprint != content:
             error = VersionConflict(f"correlation id '{parsed.correlation_id}' was used before for another message "
                                     "in this workspace; each message needs its own", where="correlation_id")
             self._reply(parsed.reply_to, self._failure(parsed.correlation_id, error, queue))

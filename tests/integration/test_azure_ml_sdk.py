@@ -4,67 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from azure.ai.ml import MLClient
 from azure.ai.ml.constants import ListViewType
 from azure.ai.ml.entities import Environment
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, ResourceExistsError, ResourceNotFoundError
 
 from shared.adapters.azurite import EMULATORS as EMULATOR_BIN
+from tests.sdk_server import WORKSPACE, Served, ml_client, serving_tls
 from tests.support import REPO, unavailable
 
-WORKSPACE = "sdk-ws"
 PAGE_SIZE = 2  # the server's ARM page size: every list below spans several pages
 IMAGE = "python:3.11-slim"
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    data: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.data / "tls" / "ca.pem"
-
-    @property
-    def token(self) -> str:
-        return (self.data / "admin-token").read_text().strip()
-
-    def api(self) -> httpx.Client:
-        """envhub's own API, as the admin."""
-        return httpx.Client(base_url=f"{self.url}/api", verify=ssl.create_default_context(cafile=self.ca), timeout=30,
-                            headers={"authorization": f"Bearer {self.token}"})
-
-
-class StaticToken:
-    """A TokenCredential giving the same envhub token for any scope."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module", params=["local", pytest.param("emulators", marks=pytest.mark.integration)])
@@ -74,64 +31,15 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     home = ["--emulators"] if request.param == "emulators" else []
     if home and not EMULATOR_BIN.is_dir():
         unavailable("the emulators are not installed (`make emulators`)")
-    folder = tmp_path_factory.mktemp("sdk")
-    port = _free_port()
-    served = Served(f"https://127.0.0.1:{port}", folder / "data")
-    env = {**os.environ, "ENVHUB_ARM_PAGE_SIZE": str(PAGE_SIZE), "ENVHUB_WORKER": "false"}
-    with (folder / "server.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(served.data),
-             "--registry-port", str(_free_port()), "--tls", *home], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            env=env)
-        try:
-            deadline = time.monotonic() + 60
-            while not _up(served):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("envhub serve --tls did not start: " + (folder / "server.log").read_text())
-                time.sleep(0.1)
-            yield served
-        finally:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM; then SIGINT, which uvicorn takes as "force quit" when the SDK's pooled connections keep it waiting."""
-    process.terminate()
-    try:
-        process.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
-
-
-def _up(served: Served) -> bool:
-    if not served.ca.is_file() or not (served.data / "admin-token").is_file():
-        return False
-    try:
-        verify = ssl.create_default_context(cafile=served.ca)
-        return httpx.get(f"{served.url}/api/health/live", verify=verify, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with serving_tls(tmp_path_factory.mktemp("sdk"), *home,
+                     env={"ENVHUB_ARM_PAGE_SIZE": str(PAGE_SIZE), "ENVHUB_WORKER": "false"}) as served:
+        yield served
 
 
 @pytest.fixture
 def ml(server: Served, monkeypatch: pytest.MonkeyPatch) -> MLClient:
     """An MLClient pointed at envhub, as the README shows it."""
-    return _client(server, server.token, monkeypatch)
-
-
-def _client(server: Served, token: str, monkeypatch: pytest.MonkeyPatch, storage_endpoint: str | None = None
-            ) -> MLClient:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca))
-    monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)  # the SDK sets it; restored after the test
-    host = server.url.removeprefix("https://")
-    return MLClient(StaticToken(token), "00000000-0000-0000-0000-000000000000", "envhub-rg", WORKSPACE,
-                    cloud=f"envhub-{host}",  # a cloud name is registered once per process: one per server
-                    cloud_metadata={"resource_manager": f"{server.url}/api/",
-                                    "storage_endpoint": storage_endpoint or host,
-                                    "azure_portal": server.url, "active_directory": server.url,
-                                    "aml_resource_id": server.url, "registry_discovery_endpoint": server.url},
-                    enable_telemetry=False)
+    return ml_client(server, server.token, monkeypatch)
 
 
 def conda(*packages: str) -> dict[str, Any]:
@@ -274,4 +182,4 @@ def test_an_anonymous_environment_takes_azure_mls_version(ml: MLClient, server: 
 
 def test_a_wrong_token_is_an_authentication_error(server: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ClientAuthenticationError):
-        _client(server, "not-a-token", monkeypatch).environments.get("sdk-a", version="1")
+        ml_client(server, "not-a-token", monkeypatch).environments.get("sdk-a", version="1")

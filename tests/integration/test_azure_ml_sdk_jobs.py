@@ -9,7 +9,8 @@ from azure.ai.ml import MLClient, command
 from azure.ai.ml.entities import Environment
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from tests.integration.test_azure_ml_sdk import WORKSPACE, Served, conda, envhub_version, ml, server
+from tests.integration.test_azure_ml_sdk import conda, envhub_version, ml, server
+from tests.sdk_server import WORKSPACE, Served
 
 __all__ = ["ml", "server"]  # the fixtures, shared with the environment tests
 IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,8 @@ from azure.ai.ml import MLClient
 from azure.ai.ml.entities import BuildContext, Environment
 
 from shared.adapters.azurite import EMULATORS as EMULATOR_BIN
-from tests.integration.test_azure_ml_sdk import WORKSPACE, Served, _client, _free_port, _stop, _up, envhub_version
+from tests.integration.test_azure_ml_sdk import envhub_version
+from tests.sdk_server import WORKSPACE, Served, ml_client, serving_tls
 from tests.support import REPO, unavailable
 
 pytestmark = pytest.mark.integration
@@ -31,23 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`envhub serve --tls --emulators` with its worker: builds run with buildah against the local registry."""
     if not EMULATOR_BIN.is_dir():
         unavailable("the emulators are not installed (`make emulators`)")
-    folder = tmp_path_factory.mktemp("sdk-uploads")
-    port = _free_port()
-    served = Served(f"https://127.0.0.1:{port}", folder / "data")
-    with (folder / "server.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--data-dir", str(served.data),
-             "--registry-port", str(_free_port()), "--tls", "--emulators"], stdout=log, stderr=subprocess.STDOUT,
-            cwd=REPO, env=os.environ.copy())
-        try:
-            deadline = time.monotonic() + 90
-            while not _up(served):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("envhub serve did not start: " + (folder / "server.log").read_text())
-                time.sleep(0.1)
-            yield served
-        finally:
-            _stop(process)
+    with serving_tls(tmp_path_factory.mktemp("sdk-uploads"), "--emulators") as served:
+        yield served
 
 
 @dataclass(frozen=True)
@@ -70,7 +55,7 @@ def proxy(server: Served) -> Proxy:
 def ml(server: Served, proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> MLClient:
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # envhub itself is reached directly
-    return _client(server, server.token, monkeypatch, storage_endpoint=SUFFIX)
+    return ml_client(server, server.token, monkeypatch, storage_endpoint=SUFFIX)
 
 
 def _folder(root: Path, files: dict[str, str]) -> Path:

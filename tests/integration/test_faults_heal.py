@@ -26,17 +26,10 @@ from shared.bootstrap import build_services
 from shared.domain.errors import RegistryUnavailable
 from shared.settings import Settings
 from tests.auth import admin_token
-from tests.support import SERVER_TOKENS, auth_for, authed, unavailable
+from tests.support import SERVER_TOKENS, auth_for, authed, free_port, unavailable
 
 pytestmark = pytest.mark.integration
 WS = "/api/workspaces/w"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def needs_registry() -> None:

@@ -50,13 +50,12 @@ class Home:
         text = body if isinstance(body, str) else json.dumps(body)
         factories.named_queue(self.settings, queue).send(text)
 
-    def work(self, rounds: int = 1) -> None:
-        """Let every queue's worker take what is visible, `rounds` times."""
-        for _ in range(rounds):
-            for name in self.services.consumers:
-                while worker_for(self.services, name).run_once():
-                    pass
-            time.sleep(0.02)  # a message being retried is hidden for its backoff
+    def work(self) -> None:
+        """Let every queue's worker take what is visible."""
+        for name in self.services.consumers:
+            while worker_for(self.services, name).run_once():
+                pass
+        time.sleep(0.02)  # a message being retried is hidden for its backoff
 
     def replies(self) -> list[dict[str, Any]]:
         queue = factories.named_queue(self.settings, REPLIES)

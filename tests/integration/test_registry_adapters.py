@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,19 +24,12 @@ from shared.adapters.acr_registry import AcrRegistry
 from shared.adapters.oci_registry import OciRegistry
 from shared.domain.errors import RegistryUnavailable
 from shared.domain.images import ImageRef
-from tests.support import unavailable
+from tests.support import free_port, unavailable
 
 pytestmark = pytest.mark.integration
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DIGEST = "sha256:" + "ab" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def fast(host: str, **options: Any) -> OciRegistry:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cli.client import Client, Unreachable, verification
 from shared.adapters.local_tls import CA_VALID, SERVER_VALID, ensure, sans
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -49,7 +49,7 @@ class Served:
 def serving(folder: Path, flag: str = "--tls") -> Iterator[Served]:
     """`envhub serve --tls` on a free port with its data under `folder`, up once https verifies with its CA;
     with `flag` "", ENVHUB_TLS=true asks for https instead."""
-    port, registry_port = _free_port(), _free_port()
+    port, registry_port = free_port(), free_port()
     served = Served(f"https://127.0.0.1:{port}", port, folder / "data", folder / f"server-{port}.log")
     with served.log.open("w") as log:
         process = subprocess.Popen(
@@ -66,12 +66,6 @@ def serving(folder: Path, flag: str = "--tls") -> Iterator[Served]:
         finally:
             process.terminate()
             process.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _healthy(served: Served) -> bool:
